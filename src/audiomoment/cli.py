@@ -1,0 +1,181 @@
+"""The ``audiomoment`` command line: a thin layer over the Python API.
+
+User mistakes (``InputError``) are printed on one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from audiomoment.config import LocalizeConfig
+from audiomoment.errors import InputError
+
+
+def _config_from(args: argparse.Namespace) -> LocalizeConfig:
+    try:
+        return LocalizeConfig(
+            max_windows=args.max_windows, engine=args.engine, tol=args.tol, n_init=args.n_init
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _add_localize_options(p: argparse.ArgumentParser) -> None:
+    defaults = LocalizeConfig()
+    p.add_argument("--max-windows", type=int, default=defaults.max_windows,
+                   help="ranked windows per query (1 = the report's submitted top window)")
+    p.add_argument("--engine", choices=["reference", "fast"], default=defaults.engine,
+                   help="EM engine: scikit-learn per query, or batched NumPy")
+    p.add_argument("--tol", type=float, default=defaults.tol, help="EM convergence tolerance")
+    p.add_argument("--n-init", type=int, default=defaults.n_init, help="EM initialisations")
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from audiomoment.annotations import read_annotations
+    from audiomoment.checkpoint import load_projection_heads
+    from audiomoment.dataset import default_cache_dir, predict_dataset
+    from audiomoment.features import load_neutral_embedding
+    from audiomoment.predictions import write_predictions
+
+    config = _config_from(args)
+    annotations = read_annotations(args.annotations)
+    if not Path(args.features).is_dir():
+        raise InputError(f"{args.features}: features folder not found")
+    heads = load_projection_heads(args.checkpoint) if args.checkpoint else None
+    neutral = load_neutral_embedding(args.neutral_embedding) if args.neutral_embedding else None
+    cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    run = predict_dataset(
+        annotations, args.features, system=args.system, heads=heads, neutral=neutral,
+        config=config, cache_dir=cache,
+    )
+    write_predictions(args.out, run.rows)
+    print(f"wrote {len(run.rows)} predictions to {args.out} "
+          f"(System {args.system}, engine {config.engine})")
+    if run.n_fallback:
+        print(f"note: {run.n_fallback} queries used the peak-centred fallback "
+              f"({run.n_degenerate} of them had a constant trace)", file=sys.stderr)
+    if run.n_past_duration:
+        print(f"note: {run.n_past_duration} recordings have more windows than their duration; "
+              "windows were clipped to the duration", file=sys.stderr)
+    if args.timings:
+        for stage, seconds in run.timings_s.items():
+            print(f"  {stage:<13s}{seconds:8.2f} s")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from audiomoment.annotations import by_qid, read_annotations
+    from audiomoment.atomic import write_text
+    from audiomoment.evaluate import (
+        evaluate,
+        format_delta_breakdown,
+        format_table,
+        read_predictions,
+    )
+
+    annotations = read_annotations(args.annotations, require_windows=True)
+    lookup = by_qid(annotations)
+    predictions, warnings = read_predictions(args.predictions, lookup)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    scored = {str(p["qid"]) for p in predictions}
+    missing = len(lookup) - len(scored & lookup.keys())
+    if missing:
+        print(f"warning: {missing} annotated queries have no prediction; the standard "
+              "evaluation scores only the queries that have one", file=sys.stderr)
+    metrics = evaluate(annotations, predictions)
+    print(format_table({Path(args.predictions).stem: metrics}))
+    if "delta_breakdown" in metrics:
+        print()
+        print(format_delta_breakdown(metrics))
+    if args.json:
+        write_text(args.json, json.dumps(metrics, indent=4) + "\n")
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from audiomoment.simulate import SimulationConfig, simulate, write_dataset
+
+    sim = (SimulationConfig.clotho_like if args.preset == "clotho" else
+           SimulationConfig.castella_like)(seed=args.seed)
+    paths = write_dataset(simulate(sim), args.out)
+    print(f"wrote a SIMULATED {args.preset}-like dataset to {args.out}")
+    for name, path in paths.items():
+        print(f"  {name}: {path}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from audiomoment.demo import run_demo
+
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="audiomoment-demo-"))
+    print(run_demo(out, seed=args.seed, config=_config_from(args)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="audiomoment",
+        description="Find the moments in long audio that match a text query (training-free).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="run System 1 or 2 over a dataset in the lighthouse layout")
+    p.add_argument("--annotations", required=True, help="annotation JSON Lines file")
+    p.add_argument("--features", required=True, help="folder holding clap/ and clap_text/")
+    p.add_argument("--checkpoint", help="CLAP_weights_2023.pth (needed for 768-d features)")
+    p.add_argument("--system", type=int, choices=[1, 2], default=1,
+                   help="1: GMM + background contrast; 2: GMM on the similarity trace")
+    p.add_argument("--neutral-embedding", help="1024-d neutral embedding (.npy) for System 1")
+    p.add_argument("--out", required=True, help="predictions JSON Lines file to write")
+    p.add_argument("--cache-dir", help="projected-feature cache (default ~/.cache/audiomoment)")
+    p.add_argument("--no-cache", action="store_true", help="do not cache projected features")
+    p.add_argument("--timings", action="store_true", help="print seconds per stage")
+    _add_localize_options(p)
+    p.set_defaults(handler=_cmd_predict)
+
+    p = sub.add_parser("evaluate", help="standard moment-retrieval metrics of a predictions file")
+    p.add_argument("--annotations", required=True, help="annotation JSON Lines with windows")
+    p.add_argument("--predictions", required=True, help="predictions JSON Lines")
+    p.add_argument("--json", help="write all metrics as JSON (standard evaluation layout)")
+    p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser("simulate", help="write a SIMULATED dataset in the lighthouse layout")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--preset", choices=["castella", "clotho"], default="castella")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_cmd_simulate)
+
+    p = sub.add_parser("demo", help="simulate a CASTELLA-sized set, run Systems 1 and 2, score")
+    p.add_argument("--out", help="folder for the simulated data and predictions (default: temp)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_localize_options(p)
+    p.set_defaults(handler=_cmd_demo)
+
+    # --- model commands (audio in) ---
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except InputError as exc:
+        print(f"audiomoment: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. an output folder that cannot be written
+        print(f"audiomoment: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("audiomoment: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
