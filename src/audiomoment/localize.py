@@ -150,6 +150,20 @@ def _windows(
     return runs_to_windows(runs, scores, duration, config.hop_s, config.max_windows)
 
 
+def candidate_runs(
+    post: NDArray[np.float64], smoothed: NDArray[np.float64], threshold: float
+) -> tuple[NDArray[np.int64], bool]:
+    """Candidate frame runs [first, last + 1) and whether the fallback produced them.
+
+    Maximal runs with ``post >= threshold``; when no frame or every frame reaches the
+    threshold, the peak-centred run of ``smoothed`` (:func:`~audiomoment.moments.peak_run`).
+    """
+    above = post >= threshold
+    if not above.any() or above.all():
+        return peak_run(smoothed), True
+    return frame_runs(above), False
+
+
 def _from_posterior(
     trace: NDArray[np.float64],
     sm: NDArray[np.float64],
@@ -160,9 +174,7 @@ def _from_posterior(
     duration: float | None,
     config: LocalizeConfig,
 ) -> LocalizationResult:
-    above = post >= config.threshold
-    fallback = not above.any() or above.all()
-    runs = peak_run(sm) if fallback else frame_runs(above)
+    runs, fallback = candidate_runs(post, sm, config.threshold)
     windows = _windows(runs, post, sm, duration, config)
     if len(windows) == 0 and not fallback:  # every run lay past the recording's end
         fallback = True

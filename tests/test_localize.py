@@ -1,0 +1,227 @@
+"""Each localisation step on hand-built traces, and the whole method against a direct,
+loop-by-loop scikit-learn computation."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter1d
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+
+from audiomoment import LocalizeConfig, localize, localize_trace, localize_traces
+from audiomoment.localize import candidate_runs
+from audiomoment.mixture import MixtureFit, posterior
+from audiomoment.moments import frame_runs, peak_run, runs_to_windows, score_runs
+from audiomoment.traces import contrast_trace, neutral_embedding, similarity_trace
+
+
+def test_frame_runs_hand_cases():
+    mask = np.array([0, 1, 1, 0, 0, 1, 0, 1, 1, 1], dtype=bool)
+    assert frame_runs(mask).tolist() == [[1, 3], [5, 6], [7, 10]]
+    assert frame_runs(np.zeros(4, bool)).shape == (0, 2)
+    assert frame_runs(np.ones(3, bool)).tolist() == [[0, 3]]
+
+
+def test_score_runs_hand_case():
+    post = np.array([0.1, 0.5, 0.9, 0.2, 0.6, 0.8, 1.0])
+    sm = np.array([0.0, 0.2, 0.4, 0.1, 0.3, 0.7, 0.5])
+    runs = np.array([[1, 3], [4, 7]])
+    # run [1,3): mean(0.5, 0.9) = 0.7, max sm = 0.4 -> 0.7 + 0.3 * 0.4 = 0.82
+    # run [4,7): mean(0.6, 0.8, 1.0) = 0.8, max sm = 0.7 -> 0.8 + 0.21 = 1.01
+    np.testing.assert_allclose(score_runs(runs, post, sm, 0.3), [0.82, 1.01], rtol=1e-12)
+
+
+def test_peak_run_fallback_rule():
+    sm = np.array([0.0, 0.1, 0.5, 0.9, 0.6, 0.2, 0.0, 0.8])
+    # max 0.9, median of sorted [0,0,0.1,0.2,0.5,0.6,0.8,0.9] = (0.2+0.5)/2 = 0.35
+    # level (0.9 + 0.35)/2 = 0.625: frames 2 (0.5) and 4 (0.6) fall below -> run [3, 4)
+    assert peak_run(sm).tolist() == [[3, 4]]
+    sm2 = np.array([0.0, 0.7, 0.8, 0.9, 0.7, 0.0])
+    # median = (0.7 + 0.7)/2 = 0.7, level 0.8: frames 2..3 -> [2, 4)
+    assert peak_run(sm2).tolist() == [[2, 4]]
+    assert peak_run(np.full(5, 0.3)).tolist() == [[0, 5]]
+
+
+def test_runs_to_windows_ranks_and_clips():
+    runs = np.array([[0, 2], [5, 8], [58, 60]])
+    scores = np.array([0.5, 0.9, 0.7])
+    w = runs_to_windows(runs, scores, duration_s=59.5, hop_s=1.0, max_windows=10)
+    assert w.tolist() == [[5.0, 8.0, 0.9], [58.0, 59.5, 0.7], [0.0, 2.0, 0.5]]
+    # a run starting at or after the duration vanishes
+    w = runs_to_windows(runs, scores, duration_s=57.0)
+    assert w[:, :2].tolist() == [[5.0, 8.0], [0.0, 2.0]]
+    assert runs_to_windows(runs, scores, None, max_windows=1).tolist() == [[5.0, 8.0, 0.9]]
+    # ties keep time order
+    tied = runs_to_windows(runs, np.array([0.5, 0.5, 0.5]), None)
+    assert tied[:, 0].tolist() == [0.0, 5.0, 58.0]
+
+
+def test_relevant_component_is_the_higher_mean():
+    fit = MixtureFit(
+        weights=np.array([[0.8, 0.2], [0.3, 0.7]]),
+        means=np.array([[0.1, 0.5], [0.4, -0.2]]),
+        variances=np.array([[0.01, 0.02], [0.03, 0.04]]),
+        lower_bound=np.zeros(2),
+    )
+    rel = fit.relevant_first()
+    assert rel.means.tolist() == [[0.5, 0.1], [0.4, -0.2]]
+    assert rel.weights.tolist() == [[0.2, 0.8], [0.3, 0.7]]
+    assert rel.variances.tolist() == [[0.02, 0.01], [0.03, 0.04]]
+
+
+def test_posterior_matches_bayes_rule():
+    x = np.array([-1.0, 0.0, 0.5, 2.0])
+    w, mu, var = np.array([0.3, 0.7]), np.array([1.0, 0.0]), np.array([0.5, 2.0])
+
+    def pdf(v, m, s2):
+        return np.exp(-((v - m) ** 2) / (2 * s2)) / np.sqrt(2 * np.pi * s2)
+
+    num = 0.3 * pdf(x, 1.0, 0.5)
+    expected = num / (num + 0.7 * pdf(x, 0.0, 2.0))
+    np.testing.assert_allclose(posterior(x, w, mu, var), expected, rtol=1e-12)
+
+
+def test_traces_hand_case():
+    a = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    q = np.array([1.0, 0.0])
+    n = np.array([0.0, 3.0])
+    np.testing.assert_allclose(similarity_trace(a, q), [1.0, 0.0, 1 / np.sqrt(2)])
+    # (q - n) with n normalised = (1, -1)
+    np.testing.assert_allclose(contrast_trace(a, q, n), [1.0, -1.0, 0.0], atol=1e-15)
+    phrases = np.array([[2.0, 0.0], [0.0, 5.0], [3.0, 0.0]])
+    # normalised rows: (1,0),(0,1),(1,0) -> mean (2/3, 1/3) -> normalised (2, 1)/sqrt(5)
+    np.testing.assert_allclose(neutral_embedding(phrases), np.array([2.0, 1.0]) / np.sqrt(5))
+
+
+def test_clear_event_is_found_and_clipped():
+    rng = np.random.default_rng(3)
+    trace = rng.normal(0.0, 0.01, 60)
+    trace[20:30] += 0.3
+    result = localize_trace(trace, duration_s=60)
+    top = result.windows[0]
+    # smoothing (sigma 1.5 frames) spreads the step edges over a few frames
+    assert 16 <= top[0] <= 20 and 30 <= top[1] <= 34
+    assert result.means[0] > result.means[1]
+    assert result.delta == pytest.approx(result.means[0] - result.means[1])
+    assert not result.fallback
+    # an event at the very end is clipped to a non-integer duration
+    trace2 = rng.normal(0.0, 0.01, 60)
+    trace2[52:] += 0.3
+    end = localize_trace(trace2, duration_s=59.4).windows[0]
+    assert end[1] == pytest.approx(59.4)
+
+
+def test_candidate_runs_and_fallback_triggers():
+    sm = np.array([0.0, 0.1, 0.5, 0.9, 0.6, 0.2, 0.0, 0.8])
+    mixed = np.array([0.1, 0.2, 0.5, 0.9, 0.44, 0.46, 0.1, 0.0])
+    runs, fb = candidate_runs(mixed, sm, 0.45)
+    assert runs.tolist() == [[2, 4], [5, 6]] and not fb
+    for post in (np.full(8, 0.44), np.full(8, 0.45), np.ones(8)):
+        runs, fb = candidate_runs(post, sm, 0.45)
+        assert fb and runs.tolist() == [[3, 4]]  # peak-centred run (see the peak_run test)
+
+
+def test_fallback_end_to_end_scores_the_peak_run():
+    rng = np.random.default_rng(5)
+    trace = rng.normal(0.0, 0.05, 40)
+    cfg = LocalizeConfig(threshold=1 - 1e-15)  # nothing reaches it
+    res = localize_trace(trace, 40, cfg)
+    assert res.fallback and not res.degenerate
+    (a, b), = peak_run(res.smoothed).tolist()
+    expected_score = res.posterior[a:b].mean() + 0.3 * res.smoothed[a:b].max()
+    assert res.windows.tolist() == [[float(a), float(b), pytest.approx(expected_score)]]
+
+
+def test_constant_trace_is_degenerate_fallback_over_everything():
+    res = localize_trace(np.full(30, 0.2), duration_s=29.5)
+    assert res.degenerate and res.fallback
+    assert res.windows[:, :2].tolist() == [[0.0, 29.5]]
+
+
+def test_bad_traces_raise():
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        localize_trace(np.array([0.3]))
+    with pytest.raises(ValueError, match="NaN"):
+        localize_trace(np.array([0.3, np.nan, 0.1]))
+
+
+def test_localize_from_embeddings_equals_trace_path():
+    rng = np.random.default_rng(0)
+    audio = rng.normal(size=(50, 16))
+    q, n = rng.normal(size=16), rng.normal(size=16)
+    r1 = localize(audio, q, n, duration_s=50)
+    r2 = localize_trace(contrast_trace(audio, q, n), 50)
+    np.testing.assert_array_equal(r1.windows, r2.windows)
+
+
+# ---- the whole method, written out directly with scikit-learn -------------------------
+
+
+def direct_windows(trace: np.ndarray, duration: float, max_windows: int = 10) -> list:
+    """The method as the report describes it, step by step, with plain loops."""
+    sm = gaussian_filter1d(trace, 1.5)
+    gm = GaussianMixture(n_components=2, n_init=5, random_state=42)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(sm.reshape(-1, 1))
+    rel = int(np.argmax(gm.means_[:, 0]))
+    gamma = gm.predict_proba(sm.reshape(-1, 1))[:, rel]
+    above = [g >= 0.45 for g in gamma]
+    runs = []
+    t = 0
+    while t < len(above):
+        if above[t]:
+            s = t
+            while t < len(above) and above[t]:
+                t += 1
+            runs.append((s, t))
+        else:
+            t += 1
+    if not runs or all(above):
+        peak = int(np.argmax(sm))
+        level = (sm.max() + np.median(sm)) / 2
+        a = peak
+        while a > 0 and sm[a - 1] >= level:
+            a -= 1
+        b = peak + 1
+        while b < len(sm) and sm[b] >= level:
+            b += 1
+        runs = [(a, b)]
+    cands = []
+    for a, b in runs:
+        start, end = min(a, duration), min(b, duration)
+        if end > start:
+            score = float(np.mean(gamma[a:b]) + 0.3 * np.max(sm[a:b]))
+            cands.append((start, end, score))
+    cands.sort(key=lambda c: -c[2])
+    return cands[:max_windows]
+
+
+def clap_like_traces(n: int, seed: int) -> tuple[list[np.ndarray], list[float]]:
+    rng = np.random.default_rng(seed)
+    traces, durations = [], []
+    for _ in range(n):
+        duration = float(rng.choice([rng.integers(5, 300), rng.uniform(10, 120)]))
+        t_len = max(2, int(np.floor(duration)))
+        base = 0.1 + 0.02 * np.cumsum(rng.normal(0, 0.3, t_len)) / np.sqrt(t_len)
+        trace = base + rng.normal(0, 0.03, t_len)
+        for _ in range(rng.integers(0, 4)):
+            a = rng.integers(0, t_len)
+            trace[a : a + rng.integers(1, 15)] += rng.uniform(0.02, 0.2)
+        traces.append(trace)
+        durations.append(duration)
+    return traces, durations
+
+
+def test_matches_direct_scikit_learn_computation_on_random_traces():
+    traces, durations = clap_like_traces(80, seed=11)
+    results = localize_traces(traces, durations, LocalizeConfig(engine="reference"))
+    for trace, duration, res in zip(traces, durations, results, strict=True):
+        expected = direct_windows(trace, duration)
+        assert len(res.windows) == len(expected)
+        for got, exp in zip(res.windows, expected, strict=True):
+            assert got[0] == exp[0] and got[1] == exp[1]
+            assert got[2] == pytest.approx(exp[2], rel=1e-9, abs=1e-12)
