@@ -1,0 +1,571 @@
+"""Tests of the moment-retrieval metrics: oracle parity, hand-computed cases, a slow reference."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from audiomoment.errors import InputError
+from audiomoment.evaluate import (
+    FULL_RANGE,
+    IOU_THRESHOLDS,
+    LENGTH_RANGES,
+    THRESHOLD_KEYS,
+    check_predictions,
+    evaluate,
+    format_delta_breakdown,
+    format_table,
+    headline,
+    read_predictions,
+    score_queries,
+    sum_like_numpy,
+)
+
+
+def _shared_data() -> Path:
+    env = os.environ.get("AUDIOMOMENT_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+ORACLE = _shared_data() / "qvhighlights_oracle"
+
+
+def _jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def oracle() -> tuple[list[dict], list[dict], dict]:
+    if not ORACLE.is_dir():
+        pytest.skip(
+            f"oracle data not found at {ORACLE} (set AUDIOMOMENT_SHARED_DATA to the folder "
+            "holding qvhighlights_oracle/)"
+        )
+    ground_truth = _jsonl(ORACLE / "highlight_val_release.jsonl")
+    predictions = _jsonl(ORACLE / "sample_val_preds.jsonl")
+    expected = json.loads((ORACLE / "sample_val_preds_metrics_raw.json").read_text())
+    return ground_truth, predictions, expected
+
+
+def gt_row(qid: Any, windows: list[list[float]], duration: float = 150.0) -> dict:
+    return {"qid": qid, "query": "q", "vid": "v", "duration": duration, "relevant_windows": windows}
+
+
+def pred_row(qid: Any, windows: list[list[float]], **extra: Any) -> dict:
+    return {"qid": qid, "query": "q", "vid": "v", "pred_relevant_windows": windows, **extra}
+
+
+def flat(value: float) -> dict[str, float]:
+    """Every threshold at the same value."""
+    return dict.fromkeys(THRESHOLD_KEYS, value)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Parity with the published metrics of the QVHighlights sample predictions
+# ---------------------------------------------------------------------------------------------
+
+
+def test_oracle_full_block_and_brief(oracle: tuple[list[dict], list[dict], dict]) -> None:
+    ground_truth, predictions, expected = oracle
+    # The oracle's "full" block was computed with the original [0, 150] rule, which does not
+    # filter. Every ground-truth window here has 0 < length <= 150, so lighthouse's (0, 1500]
+    # filter keeps every window and every query, and both rules give the same numbers.
+    lengths = [e - s for row in ground_truth for s, e in row["relevant_windows"]]
+    assert min(lengths) > 0 and max(lengths) <= 150
+
+    metrics = evaluate(ground_truth, predictions)
+    assert metrics["full"] == expected["full"]
+    for key in ("MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "MR-full-mAP@0.5"):
+        assert metrics["brief"][key] == expected["brief"][key]
+    assert metrics["brief"]["MR-full-mAP@0.75"] == expected["brief"]["MR-full-mAP@0.75"]
+    assert list(metrics["brief"]) == sorted(metrics["brief"])
+
+    gt_qids = {row["qid"] for row in ground_truth}
+    pred_qids = {row["qid"] for row in predictions}
+    extra = metrics["audiomoment"]
+    assert extra["n_queries"] == len(gt_qids & pred_qids)
+    assert extra["n_predictions_without_ground_truth"] == len(pred_qids - gt_qids)
+    assert extra["n_dropped_without_window"] == 0
+    assert "delta_breakdown" not in metrics  # the sample predictions carry no delta
+    json.dumps(metrics, allow_nan=False)
+
+
+def test_oracle_length_blocks(oracle: tuple[list[dict], list[dict], dict]) -> None:
+    ground_truth, predictions, expected = oracle
+    metrics = evaluate(ground_truth, predictions, length_blocks=True)
+    for name in ("full", *LENGTH_RANGES):
+        assert metrics[name] == expected[name], name
+    for key, value in metrics["brief"].items():
+        assert value == expected["brief"][key], key
+    assert set(metrics["brief"]) == {k for k in expected["brief"] if k.startswith("MR-")}
+
+
+def test_oracle_predictions_file_reads_with_a_duration_warning(
+    oracle: tuple[list[dict], list[dict], dict],
+) -> None:
+    ground_truth, _, _ = oracle
+    messages: list[str] = []
+    annotations = {str(row["qid"]): row for row in ground_truth}
+    rows = read_predictions(
+        ORACLE / "sample_val_preds.jsonl", annotations, on_warning=messages.append
+    )
+    assert len(rows) == len(ground_truth)
+    # Two windows of the sample end after their query's 150 s.
+    assert len(messages) == 1 and "2 window(s) in 2 row(s)" in messages[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Hand-computed cases
+# ---------------------------------------------------------------------------------------------
+
+
+def _block(ground_truth: list[dict], predictions: list[dict]) -> dict:
+    return evaluate(ground_truth, predictions)["full"]
+
+
+def test_perfect_prediction_scores_100() -> None:
+    # IoU 1 with the only GT window: a hit at every threshold, AP = 1.
+    block = _block([gt_row(1, [[10, 20]])], [pred_row(1, [[10.0, 20.0, 0.9]])])
+    assert block["MR-R1"] == flat(100.0)
+    assert block["MR-mAP"] == {**flat(100.0), "average": 100.0}
+
+
+def test_disjoint_prediction_scores_0() -> None:
+    # No overlap: IoU 0, a false positive everywhere, AP = 0.
+    block = _block([gt_row(1, [[10, 20]])], [pred_row(1, [[30.0, 40.0, 0.9]])])
+    assert block["MR-R1"] == flat(0.0)
+    assert block["MR-mAP"] == {**flat(0.0), "average": 0.0}
+
+
+def test_partial_overlap_crosses_the_thresholds() -> None:
+    # GT [0, 10], prediction [0, 8]: IoU 8 / 10 = 0.8 -> a hit for t <= 0.8 (7 of the 10
+    # thresholds) and a miss for 0.85, 0.9, 0.95. mAP average = 7 / 10 = 70.
+    block = _block([gt_row(1, [[0, 10]])], [pred_row(1, [[0.0, 8.0, 0.5]])])
+    hits = {
+        k: (100.0 if t <= 0.8 else 0.0) for k, t in zip(THRESHOLD_KEYS, IOU_THRESHOLDS, strict=True)
+    }
+    assert block["MR-R1"] == hits
+    assert block["MR-mAP"] == {**hits, "average": 70.0}
+
+
+def test_first_prediction_matches_the_second_gt_window() -> None:
+    # GT [0, 10] and [20, 30]; the single prediction [20, 30] has IoU (0, 1): R1 picks GT #2,
+    # IoU 1 -> 100. AP: one hit out of two GT windows, recall 0.5 at precision 1:
+    # mprec [0, 1, 0] -> [1, 1, 0], mrec [0, 0.5, 1] -> 0.5 * 1 + 0.5 * 0 = 0.5 -> 50.
+    block = _block([gt_row(1, [[0, 10], [20, 30]])], [pred_row(1, [[20.0, 30.0, 0.9]])])
+    assert block["MR-R1"] == flat(100.0)
+    assert block["MR-mAP"] == {**flat(50.0), "average": 50.0}
+
+
+def test_duplicate_prediction_of_a_matched_gt_is_a_false_positive() -> None:
+    # GT A [0, 10], B [20, 30]; ranked predictions A, A again, B.
+    # tp [1, 0, 1], fp [0, 1, 0] -> recall [0.5, 0.5, 1], precision [1, 0.5, 2/3].
+    # mprec [0, 1, 0.5, 2/3, 0] -> [1, 1, 2/3, 2/3, 0]; mrec [0, 0.5, 0.5, 1, 1]:
+    # AP = 0.5 * 1 + 0.5 * 2/3 = 5/6 = 83.33 %. Without the duplicate it would be 100.
+    preds = [[0.0, 10.0, 0.9], [0.0, 10.0, 0.8], [20.0, 30.0, 0.7]]
+    block = _block([gt_row(1, [[0, 10], [20, 30]])], [pred_row(1, preds)])
+    assert block["MR-mAP"] == {**flat(83.33), "average": 83.33}
+    assert block["MR-R1"] == flat(100.0)
+
+
+def test_duplicate_after_full_recall_costs_nothing() -> None:
+    # GT [0, 10]; predictions [0, 10] twice: tp [1, 0], recall [1, 1], precision [1, 0.5].
+    # Recall changes only at rank 1 (0 -> 1, precision 1): AP = 1.
+    preds = [[0.0, 10.0, 0.9], [0.0, 10.0, 0.8]]
+    block = _block([gt_row(1, [[0, 10]])], [pred_row(1, preds)])
+    assert block["MR-mAP"]["average"] == 100.0
+
+
+def test_r1_uses_file_order_and_map_uses_score_order() -> None:
+    # File order: [50, 60] (score 0.1) first, then [0, 10] (score 0.9) matching the GT.
+    # R1 takes the first window in the file: IoU 0 -> 0.
+    # mAP sorts by score: [0, 10] first is a hit with recall 1 -> AP 1 -> 100.
+    preds = [[50.0, 60.0, 0.1], [0.0, 10.0, 0.9]]
+    block = _block([gt_row(1, [[0, 10]])], [pred_row(1, preds)])
+    assert block["MR-R1"] == flat(0.0)
+    assert block["MR-mAP"] == {**flat(100.0), "average": 100.0}
+
+
+def test_only_the_first_ten_windows_count_for_map() -> None:
+    # Ten disjoint windows, then the exact match as the 11th window with the highest score:
+    # [:10] drops it before the score sort -> AP 0. As the 10th window it is kept, sorted
+    # first by its score -> AP 1.
+    misses = [[100.0 + 5 * k, 102.0 + 5 * k, 0.5] for k in range(10)]
+    match = [0.0, 10.0, 1.0]
+    ground_truth = [gt_row(1, [[0, 10]], duration=200.0)]
+    dropped = _block(ground_truth, [pred_row(1, [*misses, match])])
+    assert dropped["MR-mAP"]["average"] == 0.0
+    kept = _block(ground_truth, [pred_row(1, [*misses[:9], match])])
+    assert kept["MR-mAP"]["average"] == 100.0
+
+
+def test_ap_interpolation_lifts_precision() -> None:
+    # GT A [0, 10], B [20, 30]; ranked predictions: miss, A, B.
+    # tp [0, 1, 1] -> recall [0, 0.5, 1], precision [0, 1/2, 2/3].
+    # mprec [0, 0, 1/2, 2/3, 0] -> [2/3, 2/3, 2/3, 2/3, 0]; mrec [0, 0, 0.5, 1, 1]:
+    # AP = 0.5 * 2/3 + 0.5 * 2/3 = 2/3 -> 66.67 (without interpolation 0.5 * 1/2 + 0.5 * 2/3
+    # = 58.33). The first window is the miss: R1 = 0.
+    preds = [[50.0, 60.0, 0.9], [0.0, 10.0, 0.8], [20.0, 30.0, 0.7]]
+    block = _block([gt_row(1, [[0, 10], [20, 30]])], [pred_row(1, preds)])
+    assert block["MR-mAP"] == {**flat(66.67), "average": 66.67}
+    assert block["MR-R1"] == flat(0.0)
+
+
+def test_equal_scores_keep_file_order() -> None:
+    # Equal scores: the stable sort keeps the file order, the miss ranked first.
+    # tp [0, 1] -> recall [0, 1], precision [0, 1/2]; mprec [0, 1/2, 1/2, 0] after the
+    # right-to-left maximum, mrec [0, 0, 1, 1]: AP = 1 * 1/2 = 50.
+    preds = [[50.0, 60.0, 0.5], [0.0, 10.0, 0.5]]
+    block = _block([gt_row(1, [[0, 10]])], [pred_row(1, preds)])
+    assert block["MR-mAP"]["average"] == 50.0
+
+
+def test_queries_are_averaged_and_unmatched_rows_ignored() -> None:
+    # Query 1 perfect (AP 1, IoU 1), query 2 disjoint (AP 0, IoU 0): 50 everywhere.
+    # Query 3 has no prediction and query 9 no ground truth: both are left out.
+    ground_truth = [gt_row(1, [[0, 10]]), gt_row(2, [[0, 10]]), gt_row(3, [[0, 10]])]
+    predictions = [
+        pred_row(1, [[0.0, 10.0, 0.9]]),
+        pred_row(2, [[40.0, 50.0, 0.9]]),
+        pred_row(9, [[0.0, 10.0, 0.9]]),
+    ]
+    metrics = evaluate(ground_truth, predictions)
+    assert metrics["full"]["MR-R1"] == flat(50.0)
+    assert metrics["full"]["MR-mAP"] == {**flat(50.0), "average": 50.0}
+    extra = metrics["audiomoment"]
+    assert extra["n_queries"] == 2
+    assert extra["n_ground_truth_without_prediction"] == 1
+    assert extra["n_predictions_without_ground_truth"] == 1
+    assert extra["mean_iou_top1"] == 50.0
+
+
+def test_full_block_drops_zero_length_gt_windows_and_empty_queries() -> None:
+    # Query 1: the zero-length window [5, 5] is dropped, [20, 30] stays; the prediction
+    # [20, 30] then matches all of query 1's ground truth -> AP 1.
+    # Query 2: only a zero-length window -> dropped (not scored with zero positives).
+    # Query 3: no window at all -> dropped too.
+    ground_truth = [gt_row(1, [[5, 5], [20, 30]]), gt_row(2, [[7, 7]]), gt_row(3, [])]
+    predictions = [pred_row(q, [[20.0, 30.0, 0.9]]) for q in (1, 2, 3)]
+    metrics = evaluate(ground_truth, predictions)
+    assert metrics["full"]["MR-mAP"]["average"] == 100.0
+    assert metrics["audiomoment"]["n_queries"] == 1
+    assert metrics["audiomoment"]["n_dropped_without_window"] == 2
+
+
+def test_empty_prediction_scores_as_a_miss() -> None:
+    # Query 1 perfect, query 2 without a window: AP 0 and IoU 0 -> 50 everywhere.
+    ground_truth = [gt_row(1, [[0, 10]]), gt_row(2, [[0, 10]])]
+    predictions = [pred_row(1, [[0.0, 10.0, 0.9]]), pred_row(2, [])]
+    metrics = evaluate(ground_truth, predictions)
+    assert metrics["full"]["MR-mAP"]["average"] == 50.0
+    assert metrics["full"]["MR-R1"] == flat(50.0)
+    assert metrics["audiomoment"]["n_empty_predictions"] == 1
+
+
+def test_length_blocks_split_by_gt_window_length() -> None:
+    # Query 1 has a 5 s window (short), query 2 a 20 s (middle) and a 60 s (long) window.
+    # Predictions hit the short window of 1 and the long window of 2.
+    # short: query 1 only, AP 1. middle: query 2 keeps only [0, 20], the prediction [40, 100]
+    # misses it -> 0. long: query 2 keeps [40, 100] -> 100.
+    ground_truth = [gt_row(1, [[0, 5]]), gt_row(2, [[0, 20], [40, 100]])]
+    predictions = [pred_row(1, [[0.0, 5.0, 0.9]]), pred_row(2, [[40.0, 100.0, 0.9]])]
+    metrics = evaluate(ground_truth, predictions, length_blocks=True)
+    assert metrics["brief"]["MR-short-mAP"] == 100.0
+    assert metrics["brief"]["MR-middle-mAP"] == 0.0
+    assert metrics["brief"]["MR-long-mAP"] == 100.0
+    # full: query 1 AP 1, query 2 one hit of two windows -> AP 0.5; mean 75.
+    assert metrics["brief"]["MR-full-mAP"] == 75.0
+    assert list(metrics) == ["brief", "full", "long", "middle", "short", "audiomoment"]
+
+
+def test_empty_length_block_has_none_values() -> None:
+    metrics = evaluate([gt_row(1, [[0, 5]])], [pred_row(1, [[0.0, 5.0, 0.9]])], length_blocks=True)
+    assert metrics["long"]["MR-mAP"]["average"] is None
+    assert metrics["brief"]["MR-long-mAP"] is None
+    json.dumps(metrics, allow_nan=False)
+
+
+def test_delta_breakdown_bins_and_boundaries() -> None:
+    # Bins: Low < 0.030 <= Mid <= 0.070 < High. IoUs: q1 1.0, q2 0.5 ([0, 10] vs [0, 5]),
+    # q3 0.0, q4 1.0. Deltas 0.01 (Low), 0.03 and 0.07 (Mid, both edges), 0.08 (High).
+    ground_truth = [gt_row(q, [[0, 10]]) for q in (1, 2, 3, 4)]
+    windows = {1: [0.0, 10.0], 2: [0.0, 5.0], 3: [50.0, 60.0], 4: [0.0, 10.0]}
+    deltas = {1: 0.01, 2: 0.03, 3: 0.07, 4: 0.08}
+    predictions = [pred_row(q, [[*windows[q], 0.9]], delta=deltas[q]) for q in windows]
+    metrics = evaluate(ground_truth, predictions)
+    assert metrics["delta_breakdown"] == {
+        "Low": {"n": 1, "mean_iou": 100.0},
+        "Mid": {"n": 2, "mean_iou": 25.0},
+        "High": {"n": 1, "mean_iou": 100.0},
+    }
+    text = format_delta_breakdown(metrics)
+    assert "Mid" in text and "25.00" in text
+    # One row without a delta: no breakdown.
+    del predictions[0]["delta"]
+    assert "delta_breakdown" not in evaluate(ground_truth, predictions)
+
+
+def test_headline_and_table() -> None:
+    metrics = evaluate([gt_row(1, [[0, 10]])], [pred_row(1, [[0.0, 8.0, 0.5]])])
+    assert headline(metrics) == {
+        "R1@0.5": 100.0,
+        "R1@0.7": 100.0,
+        "mAP@0.5": 100.0,
+        "mAP@0.75": 100.0,
+        "mAP": 70.0,
+    }
+    table = format_table({"base": metrics, "other": headline(metrics)}).splitlines()
+    assert table[0].split() == ["system", "R1@0.5", "R1@0.7", "mAP@0.5", "mAP@0.75", "mAP"]
+    assert table[1].split() == ["base", "100.00", "100.00", "100.00", "100.00", "70.00"]
+    assert table[2].split()[0] == "other"
+    with pytest.raises(InputError, match="brief"):
+        headline({})
+
+
+def test_evaluate_rejects_bad_rows() -> None:
+    with pytest.raises(InputError, match="duplicate qid 1"):
+        evaluate([gt_row(1, [[0, 10]])], [pred_row(1, []), pred_row(1, [])])
+    with pytest.raises(InputError, match="duplicate qid 1"):
+        evaluate([gt_row(1, [[0, 10]]), gt_row(1, [[0, 10]])], [pred_row(1, [])])
+    with pytest.raises(InputError, match="start <= end"):
+        evaluate([gt_row(1, [[0, 10]])], [pred_row(1, [[5.0, 4.0, 0.1]])])
+    with pytest.raises(InputError, match="3 numbers"):
+        evaluate([gt_row(1, [[0, 10]])], [pred_row(1, [[5.0, 6.0]])])
+    with pytest.raises(InputError, match="no query"):
+        evaluate([gt_row(1, [[0, 10]])], [pred_row(2, [[0.0, 10.0, 1.0]])])
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. A slow per-query reference, following the rules literally
+# ---------------------------------------------------------------------------------------------
+
+
+def ref_cross_iou(spans1: np.ndarray, spans2: np.ndarray) -> np.ndarray:
+    """(N, 2) x (M, 2) -> (N, M): inter / (len1 + len2 - inter)."""
+    areas1 = spans1[:, 1] - spans1[:, 0]
+    areas2 = spans2[:, 1] - spans2[:, 0]
+    left = np.maximum(spans1[:, None, 0], spans2[None, :, 0])
+    right = np.minimum(spans1[:, None, 1], spans2[None, :, 1])
+    inter = np.clip(right - left, 0, None)
+    union = areas1[:, None] + areas2[None, :] - inter
+    return inter / union
+
+
+def ref_paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    inter = np.maximum(0, np.minimum(a[:, 1], b[:, 1]) - np.maximum(a[:, 0], b[:, 0]))
+    hull = np.maximum(a[:, 1], b[:, 1]) - np.minimum(a[:, 0], b[:, 0])
+    return np.divide(inter, hull, out=np.zeros_like(inter), where=hull != 0)
+
+
+def ref_interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
+    mprec = np.hstack([[0], precision, [0]])
+    mrec = np.hstack([[0], recall, [1]])
+    for i in range(len(mprec) - 1)[::-1]:
+        mprec[i] = max(mprec[i], mprec[i + 1])
+    idx = np.where(mrec[1:] != mrec[:-1])[0] + 1
+    return float(np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx]))
+
+
+def ref_ap(gt_windows: list[list[float]], pred_windows: list[list[float]]) -> np.ndarray:
+    """AP of one query at each threshold: (T,)."""
+    thresholds = IOU_THRESHOLDS
+    preds = list(pred_windows[:10])
+    preds.sort(key=lambda w: -w[2])
+    ap = np.zeros(len(thresholds))
+    if not preds:
+        return ap
+    lock = np.full((len(thresholds), len(gt_windows)), -1)
+    tp = np.zeros((len(thresholds), len(preds)))
+    fp = np.zeros((len(thresholds), len(preds)))
+    gt = np.array(gt_windows, dtype=float)
+    for idx, w in enumerate(preds):
+        ious = ref_cross_iou(np.array([w[:2]], dtype=float), gt)[0]
+        visit = np.argsort(ious, kind="stable")[::-1]
+        for t, thr in enumerate(thresholds):
+            for j in visit:
+                if ious[j] < thr:
+                    fp[t, idx] = 1
+                    break
+                if lock[t, j] >= 0:
+                    continue
+                tp[t, idx] = 1
+                lock[t, j] = idx
+                break
+            if fp[t, idx] == 0 and tp[t, idx] == 0:
+                fp[t, idx] = 1
+    tp_cum = np.cumsum(tp, axis=1).astype(float)
+    fp_cum = np.cumsum(fp, axis=1).astype(float)
+    recall = tp_cum / float(len(gt_windows))
+    precision = tp_cum / (tp_cum + fp_cum)
+    for t in range(len(thresholds)):
+        ap[t] = ref_interpolated_ap(precision[t], recall[t])
+    return ap
+
+
+def ref_top_iou(gt_windows: list[list[float]], pred_windows: list[list[float]]) -> float:
+    if not pred_windows:
+        return 0.0
+    top = np.array([pred_windows[0][:2]], dtype=float)
+    best = 0
+    if gt_windows:
+        best = int(np.argmax(ref_cross_iou(top, np.array(gt_windows, dtype=float))[0]))
+    return float(ref_paired_iou(top, np.array([gt_windows[best]], dtype=float))[0])
+
+
+def ref_block(
+    ground_truth: Sequence[Mapping], predictions: Sequence[Mapping], lo: float, hi: float
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """One block: (metrics, per-query AP (Q, T), per-query top-1 IoU (Q,))."""
+    shared = {r["qid"] for r in predictions} & {r["qid"] for r in ground_truth}
+    kept_gt = {}
+    for row in ground_truth:
+        if row["qid"] in shared:
+            windows = [w for w in row["relevant_windows"] if lo < w[1] - w[0] <= hi]
+            if windows:
+                kept_gt[row["qid"]] = windows
+    rows = [r for r in predictions if r["qid"] in kept_gt]
+    ap = np.array([ref_ap(kept_gt[r["qid"]], r["pred_relevant_windows"]) for r in rows])
+    top = np.array([ref_top_iou(kept_gt[r["qid"]], r["pred_relevant_windows"]) for r in rows])
+    if not rows:
+        return {}, ap, top
+    ap_thds = ap.mean(0)
+    mean_ap = {k: float(f"{100 * v:.2f}") for k, v in zip(THRESHOLD_KEYS, ap_thds, strict=True)}
+    mean_ap["average"] = float(f"{100 * np.mean(ap_thds):.2f}")
+    r1 = {
+        k: float(f"{np.mean(top >= t) * 100:.2f}")
+        for k, t in zip(THRESHOLD_KEYS, IOU_THRESHOLDS, strict=True)
+    }
+    return {"MR-mAP": mean_ap, "MR-R1": r1}, ap, top
+
+
+def random_case(rng: np.random.Generator, n_queries: int) -> tuple[list[dict], list[dict]]:
+    """Windows on a coarse grid (IoU ties), scores with one decimal (score ties), up to 14
+    predicted windows (truncation), zero-length GT windows, unmatched qids on both sides."""
+    ground_truth, predictions = [], []
+    for q in range(n_queries):
+        gt = []
+        for _ in range(int(rng.integers(0, 7))):
+            s = int(rng.integers(0, 50))
+            gt.append([s, s + int(rng.choice([0, 2, 4, 6, 8, 12, 20, 30, 40]))])
+        if q % 17 != 5:
+            ground_truth.append(gt_row(q, gt))
+        preds = []
+        for _ in range(int(rng.integers(1, 15))):
+            s = float(rng.integers(0, 50))
+            e = s + float(rng.choice([1, 2, 4, 6, 8, 12, 20, 30, 40, 0.5]))
+            preds.append([s, e, round(float(rng.random()), 1)])
+        if q % 13 != 3:
+            predictions.append(pred_row(q, preds))
+    rng.shuffle(predictions)
+    return ground_truth, predictions
+
+
+@pytest.mark.parametrize(("seed", "n_queries"), [(0, 300), (1, 300), (2, 40), (3, 9), (4, 3)])
+def test_vectorised_equals_reference(seed: int, n_queries: int) -> None:
+    ground_truth, predictions = random_case(np.random.default_rng(seed), n_queries)
+    metrics = evaluate(ground_truth, predictions, length_blocks=True)
+    for name, (lo, hi) in {"full": FULL_RANGE, **LENGTH_RANGES}.items():
+        expected, ap, top = ref_block(ground_truth, predictions, lo, hi)
+        scores = score_queries(ground_truth, predictions, (lo, hi))
+        assert np.array_equal(scores.ap, ap.reshape(scores.ap.shape)), name
+        assert np.array_equal(scores.top_iou, top), name
+        if expected:
+            assert metrics[name] == expected, name
+
+
+def test_sum_like_numpy_is_bit_identical() -> None:
+    rng = np.random.default_rng(7)
+    for n in range(1, 16):
+        terms = rng.random((500, n)) * rng.choice([1e-3, 1.0, 1e3], (500, n))
+        width = int(rng.integers(n, 16))
+        padded = np.concatenate([terms, np.zeros((500, width - n))], axis=1)
+        got = sum_like_numpy(padded, np.full(500, n))
+        assert np.array_equal(got, np.array([np.sum(row) for row in terms])), n
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Validation of prediction files
+# ---------------------------------------------------------------------------------------------
+
+GOOD = pred_row(1, [[0.0, 10.0, 0.9]])
+ANNOTATIONS = {"1": gt_row(1, [[0, 10]]), "2": gt_row(2, [[0, 10]], duration=20.0)}
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (json.dumps(pred_row(2, [[5.0, 5.0, 0.1]])), "start >= end"),
+        (json.dumps(pred_row(2, [[6.0, 5.0, 0.1]])), "start >= end"),
+        (json.dumps(pred_row(2, [[-1.0, 5.0, 0.1]])), "before 0"),
+        ('{"qid": 2, "pred_relevant_windows": [[0, NaN, 0.1]]}', "non-finite"),
+        ('{"qid": 2, "pred_relevant_windows": [[0, 5, Infinity]]}', "non-finite"),
+        (json.dumps(pred_row(2, [[0.0, 5.0, "0.1"]])), "non-numeric"),
+        (json.dumps(pred_row(2, [[0.0, True, 0.1]])), "non-numeric"),
+        (json.dumps(pred_row(2, [[0.0, 5.0]])), "not [start, end, score]"),
+        (json.dumps(pred_row(2, [0.0, 5.0, 0.1])), "not [start, end, score]"),
+        (json.dumps(pred_row(2, "0 5 0.1")), "must be a list"),
+        (json.dumps([2, [[0.0, 5.0, 0.1]]]), "expected a JSON object"),
+        (json.dumps({"qid": 2}), "missing field 'pred_relevant_windows'"),
+        (json.dumps({"pred_relevant_windows": []}), "missing field 'qid'"),
+        (json.dumps(pred_row(2.5, [[0.0, 5.0, 0.1]])), "qid must be"),
+        (json.dumps(pred_row(7, [[0.0, 5.0, 0.1]])), "not in the annotations"),
+        (json.dumps(pred_row("2", [[0.0, 5.0, 0.1]])), "does not match"),
+        (json.dumps(GOOD), "duplicate qid 1 (first on line 1)"),
+        (json.dumps(pred_row(2, [[0.0, 5.0, 0.1]], delta="high")), "delta"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_bad_prediction_line_names_file_and_line(tmp_path: Path, line: str, problem: str) -> None:
+    # Line 1 is valid, line 2 blank (skipped), line 3 the bad one.
+    path = _write(tmp_path / "preds.jsonl", [json.dumps(GOOD), "", line])
+    with pytest.raises(InputError) as info:
+        read_predictions(path, ANNOTATIONS)
+    message = str(info.value)
+    assert "preds.jsonl:3: " in message and problem in message
+    assert "\n" not in message
+
+
+def test_empty_and_missing_files(tmp_path: Path) -> None:
+    empty = _write(tmp_path / "empty.jsonl", [""])
+    with pytest.raises(InputError, match=r"empty\.jsonl: file is empty"):
+        read_predictions(empty)
+    with pytest.raises(InputError, match=r"absent\.jsonl: file not found"):
+        read_predictions(tmp_path / "absent.jsonl")
+
+
+def test_warnings_for_late_windows_and_empty_rows(tmp_path: Path) -> None:
+    # Query 2 lasts 20 s: two of its windows end after it (one row); row 3 has no window.
+    late = pred_row(2, [[0.0, 25.0, 0.9], [5.0, 20.0, 0.5], [10.0, 30.0, 0.1]])
+    lines = [json.dumps(GOOD), json.dumps(late), json.dumps(pred_row(3, []))]
+    path = _write(tmp_path / "p.jsonl", lines)
+    annotations = {**ANNOTATIONS, "3": gt_row(3, [[0, 10]])}
+    with pytest.warns(UserWarning) as record:
+        rows = read_predictions(path, annotations)
+    assert [r["qid"] for r in rows] == [1, 2, 3]
+    found = [str(w.message) for w in record]
+    assert len(found) == 2
+    assert "p.jsonl: 2 window(s) in 1 row(s)" in found[0] and "line 2" in found[0]
+    assert "no window" in found[1] and "line 3" in found[1]
+    assert check_predictions(rows, annotations, "p.jsonl") == [
+        m.replace(str(path), "p.jsonl") for m in found
+    ]
+    # Without annotations there is nothing to compare the ends with.
+    assert len(check_predictions(rows, None, "p.jsonl")) == 1
+
+
+def test_check_predictions_line_numbers_default_to_positions() -> None:
+    with pytest.raises(InputError, match=r"^mem:2: duplicate qid 1 \(first on line 1\)$"):
+        check_predictions([GOOD, GOOD], None, "mem")
+    assert check_predictions([GOOD], ANNOTATIONS, "mem") == []
