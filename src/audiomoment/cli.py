@@ -80,9 +80,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     annotations = read_annotations(args.annotations, require_windows=True)
     lookup = by_qid(annotations)
-    predictions, warnings = read_predictions(args.predictions, lookup)
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    predictions = read_predictions(
+        args.predictions, lookup, on_warning=lambda w: print(f"warning: {w}", file=sys.stderr)
+    )
     scored = {str(p["qid"]) for p in predictions}
     missing = len(lookup) - len(scored & lookup.keys())
     if missing:

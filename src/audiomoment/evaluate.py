@@ -34,7 +34,6 @@ Judgement calls, where the standard code crashes or is machine dependent:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -46,6 +45,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from audiomoment.annotations import iter_jsonl
 from audiomoment.errors import InputError
 
 IOU_THRESHOLDS: tuple[float, ...] = tuple(float(f"{t:.2f}") for t in np.linspace(0.5, 0.95, 10))
@@ -691,21 +691,11 @@ def read_predictions(
     ``on_warning``, by default :func:`warnings.warn`. Returns the rows in file order.
     """
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: file not found")
-    rows: list[Any] = []
     numbers: list[int] = []
-    with open(p, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{p}:{number}: not valid JSON ({exc.msg})") from None
-            numbers.append(number)
-    if not rows:
-        raise InputError(f"{p}: file is empty")
+    rows: list[Any] = []
+    for number, row in iter_jsonl(p):
+        numbers.append(number)
+        rows.append(row)
     for message in check_predictions(rows, annotations_by_qid, str(p), line_numbers=numbers):
         if on_warning is None:
             warnings.warn(message, stacklevel=2)
