@@ -1,0 +1,320 @@
+"""Report tables, contrast effect, figures and the ``report`` command, on hand-made rows."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audiomoment.cli_report import add_report_commands
+from audiomoment.errors import InputError
+from audiomoment.figures import metric_bars_figure, trace_figure
+from audiomoment.localize import localize_trace
+from audiomoment.report import (
+    DatasetPredictions,
+    SystemPredictions,
+    build_tables,
+    contrast_effect,
+    find_contrast_pair,
+    is_simulated_dataset,
+    main_table_markdown,
+    sample_qids,
+    write_tables,
+)
+
+# Four queries, ground truth [0, 100]; System A's top windows have IoU 1.0, 0.62, 0.3, 0.81.
+ENDS_A = (100.0, 62.0, 30.0, 81.0)
+DELTAS_A = (0.01, 0.05, 0.08, 0.10)
+
+
+def annotations() -> list[dict]:
+    return [{"qid": i, "query": f"query {i}", "vid": f"v{i}", "duration": 120.0,
+             "relevant_windows": [[0.0, 100.0]]} for i in range(4)]
+
+
+def rows_a() -> list[dict]:
+    return [{"qid": i, "query": f"query {i}", "vid": f"v{i}", "delta": d,
+             "pred_relevant_windows": [[0.0, e, 0.9]]}
+            for i, (e, d) in enumerate(zip(ENDS_A, DELTAS_A, strict=True))]
+
+
+def rows_detr() -> list[dict]:
+    """Another toolkit's output: no delta, extra fields, several windows."""
+    return [{"qid": i, "query": f"query {i}", "vid": f"v{i}", "pred_saliency_scores": [0.1],
+             "pred_relevant_windows": [[0.0, 30.0, 0.8], [50.0, 60.0, 0.2]]} for i in range(4)]
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def dataset(*systems: SystemPredictions, simulated: bool = False) -> DatasetPredictions:
+    return DatasetPredictions("toy", annotations(), tuple(systems), simulated=simulated)
+
+
+def test_table2_values_by_hand(tmp_path):
+    tables = build_tables([dataset(SystemPredictions("System A", rows_a()),
+                                   SystemPredictions("DETR", rows_detr()))])
+    paths = write_tables(tables, tmp_path)
+    rows = {r["system"]: r for r in read_csv(paths["table2_csv"])}
+    a = rows["System A"]
+    # R1@t counts IoU >= t; with one window each, AP@t is 1 or 0 the same way;
+    # mAP averages over 0.5:0.05:0.95: (10 + 3 + 0 + 7) / 40 thresholds passed
+    assert [float(a[k]) for k in ("R1@0.5", "R1@0.7", "mAP", "mAP@0.5", "mAP@0.75")] == [
+        75.0, 50.0, 50.0, 75.0, 50.0]
+    assert a["n_queries"] == "4" and a["simulated"] == "False"
+    assert float(rows["DETR"]["R1@0.5"]) == 0.0
+    markdown = paths["table2_md"].read_text()
+    assert "| System | R1@0.5 | R1@0.7 | mAP | mAP@0.5 | mAP@0.75 |" in markdown
+    assert "| System A | 75.00 | 50.00 | 50.00 | 75.00 | 50.00 |" in markdown
+    assert "| DETR |" in markdown
+    saved = json.loads(paths["metrics_json"].read_text())
+    assert saved["metrics"]["toy"]["System A"]["brief"]["MR-full-R1@0.7"] == 50.0
+
+
+def test_table2_with_two_datasets_and_a_missing_system():
+    second = DatasetPredictions("other", annotations(), (SystemPredictions("System A", rows_a()),),
+                                simulated=True)
+    tables = build_tables([dataset(SystemPredictions("System A", rows_a()),
+                                   SystemPredictions("DETR", rows_detr())), second])
+    text = main_table_markdown(tables.main)
+    assert "| System | toy R1@0.5 |" in text and "other (SIMULATED) mAP@0.75 |" in text
+    detr_line = next(line for line in text.splitlines() if line.startswith("| DETR"))
+    assert detr_line.count("–") == 5  # no DETR row on the second dataset
+
+
+def test_table3_bins_by_own_delta(tmp_path):
+    tables = build_tables([dataset(SystemPredictions("System A", rows_a()),
+                                   SystemPredictions("DETR", rows_detr()))])
+    rows = {r["bin"]: r for r in tables.quality if r["system"] == "System A"}
+    assert (rows["Low"]["n"], rows["Low"]["mean_iou"]) == (1, 100.0)
+    assert (rows["Mid"]["n"], rows["Mid"]["mean_iou"]) == (1, 62.0)
+    assert (rows["High"]["n"], rows["High"]["mean_iou"]) == (2, 55.5)
+    assert not any(r["system"] == "DETR" for r in tables.quality)
+    assert any("DETR has no per-query delta" in n for n in tables.notes)
+    paths = write_tables(tables, tmp_path)
+    written = read_csv(paths["table3_csv"])
+    assert [(r["bin"], r["n"], r["mean_iou"]) for r in written] == [
+        ("Low", "1", "100.0"), ("Mid", "1", "62.0"), ("High", "2", "55.5")]
+    assert "delta < 0.030" in paths["table3_md"].read_text()
+
+
+def test_table3_bins_every_system_by_one_reference():
+    tables = build_tables([dataset(SystemPredictions("System A", rows_a()),
+                                   SystemPredictions("DETR", rows_detr()))], bin_by="System A")
+    detr = {r["bin"]: r for r in tables.quality if r["system"] == "DETR"}
+    assert [detr[b]["n"] for b in ("Low", "Mid", "High")] == [1, 1, 2]
+    assert all(r["binned_by"] == "System A" for r in tables.quality)
+    assert detr["Low"]["mean_iou"] == 30.0
+
+
+def test_contrast_effect_by_hand():
+    with_rows = [{"qid": i, "delta": d} for i, d in enumerate((0.05, 0.06, 0.02, 0.07))]
+    without = [{"qid": i, "delta": d} for i, d in enumerate((0.04, 0.07, 0.01, float("nan")))]
+    effect = contrast_effect(with_rows, without, dataset="toy")
+    assert (effect.n_queries, effect.n_grows) == (3, 2)
+    assert effect.share_grows == pytest.approx(2 / 3)
+    assert effect.mean_delta_with == pytest.approx(0.13 / 3)
+    assert effect.mean_delta_without == pytest.approx(0.04)
+    assert "66.7% of 3 queries" in effect.sentence()
+    with pytest.raises(InputError):
+        contrast_effect(with_rows, [{"qid": 9, "delta": 0.1}])
+
+
+def test_contrast_pair_is_recognised_from_names(tmp_path):
+    assert find_contrast_pair(["System 1", "System 2", "window"]) == ("System 1", "System 2")
+    assert find_contrast_pair(["predictions_system1", "predictions_system2"]) == (
+        "predictions_system1", "predictions_system2")
+    assert find_contrast_pair(["Smith_X_task6_2", "Smith_X_task6_1"]) == (
+        "Smith_X_task6_1", "Smith_X_task6_2")
+    assert find_contrast_pair(["System 1", "DETR"]) is None
+    without = [dict(r, delta=r["delta"] / 2) for r in rows_a()]
+    tables = build_tables([dataset(SystemPredictions("System 1", rows_a()),
+                                   SystemPredictions("System 2", without))])
+    (effect,) = tables.contrast
+    assert effect.share_grows == 1.0
+    assert effect.mean_delta_with == pytest.approx(np.mean(DELTAS_A))
+    paths = write_tables(tables, tmp_path)
+    (row,) = read_csv(paths["contrast_csv"])
+    assert float(row["share_grows"]) == 1.0 and row["with_contrast"] == "System 1"
+
+
+def test_simulated_labels(tmp_path):
+    (tmp_path / "annotations.jsonl").write_text("")
+    assert not is_simulated_dataset(tmp_path / "annotations.jsonl")
+    (tmp_path / "simulation.json").write_text(json.dumps({"simulated": True}))
+    assert is_simulated_dataset(tmp_path / "annotations.jsonl")
+    tables = build_tables([dataset(SystemPredictions("System A", rows_a()), simulated=True)])
+    assert "toy (SIMULATED)" in main_table_markdown(tables.main)
+    paths = write_tables(tables, tmp_path / "out")
+    assert read_csv(paths["table2_csv"])[0]["simulated"] == "True"
+    assert "toy (SIMULATED)" in paths["table3_md"].read_text()
+
+
+def test_duplicate_system_names_are_refused():
+    with pytest.raises(InputError, match="distinct"):
+        build_tables([dataset(SystemPredictions("A", rows_a()), SystemPredictions("A", rows_a()))])
+
+
+def test_sample_qids():
+    rows = [*annotations(), {"qid": 9, "query": "x", "vid": "v", "duration": 5.0,
+                             "relevant_windows": []}]
+    first = sample_qids(rows, 2, seed=3)
+    assert first == sample_qids(rows, 2, seed=3) and len(first) == 2
+    assert "9" not in sample_qids(rows, 10, seed=0)  # no ground truth: not sampled
+    assert sample_qids(rows, 2, chosen=["9", "1"]) == ["9", "1"]
+    with pytest.raises(InputError):
+        sample_qids(rows, 2, chosen=["nope"])
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_trace_figure_draws_what_it_is_given():
+    rng = np.random.default_rng(0)
+    trace = rng.normal(scale=0.02, size=90)
+    trace[20:30] += 0.1
+    trace[60:64] += 0.08
+    result = localize_trace(trace, 90.0)
+    fig = trace_figure(result, [[20.0, 30.0], [60.0, 64.0]], title="q")
+    top, bottom, posterior_axis = fig.axes
+    gids = [p.get_gid() for p in top.patches]
+    assert gids.count("ground-truth") == 2
+    assert gids.count("prediction") == min(3, len(result.windows))
+    assert [line.get_gid() for line in bottom.lines if line.get_gid()] == [
+        "gaussian-relevant", "gaussian-background"]
+    np.testing.assert_allclose(posterior_axis.lines[0].get_ydata(), result.posterior)
+    np.testing.assert_allclose(top.lines[1].get_ydata(), result.smoothed)
+
+
+def test_constant_trace_figure_has_no_gaussians():
+    fig = trace_figure(localize_trace(np.ones(20)), [])
+    assert not [line for line in fig.axes[1].lines if line.get_gid()]
+
+
+def test_metric_bars_count():
+    values = {"A": {"S1": {"R1@0.5": 10.0, "mAP": 5.0}, "S2": {"R1@0.5": 8.0, "mAP": None}},
+              "B (SIMULATED)": {"S1": {"R1@0.5": 3.0, "mAP": 1.0}}}
+    fig = metric_bars_figure(values, ["R1@0.5", "mAP"])
+    counts = [sum(p.get_gid() == "bar" for p in ax.patches) for ax in fig.axes]
+    assert counts == [3, 2]
+    assert [ax.get_title() for ax in fig.axes] == ["A", "B (SIMULATED)"]
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def run_command(*argv: object) -> int:
+    parser = argparse.ArgumentParser()
+    add_report_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args([str(a) for a in argv])
+    return int(args.handler(args))
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def joint_dataset(tmp_path: Path) -> dict:
+    """Features already in the 1024-d joint space (no projection heads needed), three queries
+    with planted events: q1 at 10-20 s and q2 at 30-35 s of rec_a, q3 at 5-15 s of rec_b."""
+    rng = np.random.default_rng(5)
+    feats = tmp_path / "FEATURES"
+    (feats / "clap").mkdir(parents=True)
+    (feats / "clap_text").mkdir()
+    directions = rng.normal(size=(3, 1024))
+    plan = {"rec_a": (50.0, [(0, 10, 20), (1, 30, 35)]), "rec_b": (40.5, [(2, 5, 15)])}
+    rows = []
+    for vid, (duration, events) in plan.items():
+        x = rng.normal(size=(int(np.ceil(duration)), 1024))
+        for d, a, b in events:
+            x[a:b] += 3.0 * directions[d]
+            rows.append({"qid": f"q{d + 1}", "query": f"event {d + 1}", "vid": vid,
+                         "duration": duration, "relevant_windows": [[float(a), float(b)]]})
+        np.savez(feats / "clap" / f"{vid}.npz", features=x.astype(np.float32))
+    for d, row in enumerate(rows):
+        np.savez(feats / "clap_text" / f"{row['qid']}.npz",
+                 last_hidden_state=directions[d][None, :].astype(np.float32))
+    np.save(tmp_path / "neutral.npy", rng.normal(size=1024))
+    return {"features": feats, "rows": rows, "neutral": tmp_path / "neutral.npy",
+            "annotations": write_jsonl(tmp_path / "annotations.jsonl", rows)}
+
+
+def test_report_command_with_features(joint_dataset, tmp_path, capsys):
+    from audiomoment.dataset import predict_dataset
+
+    rows = joint_dataset["rows"]
+    neutral = np.load(joint_dataset["neutral"])
+    files = []
+    for system in (1, 2):
+        run = predict_dataset(rows, joint_dataset["features"], system=system, neutral=neutral,
+                              progress=False)
+        files.append(write_jsonl(tmp_path / f"system{system}.jsonl", run.rows))
+    window_rows = [{"qid": r["qid"], "query": r["query"], "vid": r["vid"],
+                    "pred_relevant_windows": [[0.0, 4.0, 0.1]]} for r in rows]
+    files.append(write_jsonl(tmp_path / "window.jsonl", window_rows))
+    out = tmp_path / "report"
+    code = run_command(
+        "report", "--annotations", joint_dataset["annotations"], "--predictions", *files,
+        "--names", "System 1", "System 2", "Sliding window",
+        "--features", joint_dataset["features"],
+        "--neutral-embedding", joint_dataset["neutral"], "--n-figure-queries", "2",
+        "--out", out,
+    )
+    assert code == 0
+    table2 = {r["system"]: r for r in read_csv(out / "table2.csv")}
+    assert list(table2) == ["System 1", "System 2", "Sliding window"]
+    assert float(table2["System 1"]["R1@0.5"]) == 100.0
+    assert float(table2["Sliding window"]["R1@0.5"]) == 0.0
+    figures = json.loads((out / "figures.json").read_text())["figures"]
+    panels = [f for f in figures if f["figure"] == "figure2"]
+    assert len(panels) == 2 and all((out / f["file"]).is_file() for f in panels)
+    assert all(p["system"] == 1 and p["n_ground_truth"] == 1 for p in panels)
+    bars = next(f for f in figures if f["figure"] == "figure3")
+    assert bars["n_bars"] == 15 and (out / "figure3.png").is_file()
+    contrast = read_csv(out / "contrast_effect.csv")
+    assert contrast[0]["with_contrast"] == "System 1" and contrast[0]["n_queries"] == "3"
+    page = (out / "report.html").read_text()
+    assert page.count("<img ") == 3 and "https://" not in page
+    assert "SIMULATED" not in page  # no simulation marker beside these annotations
+    assert "Sliding window" in (out / "report.md").read_text()
+    assert "3 figure(s)" in capsys.readouterr().out
+
+
+def test_report_command_without_features_says_so(tmp_path, capsys):
+    truth = write_jsonl(tmp_path / "annotations.jsonl", annotations())
+    pred = write_jsonl(tmp_path / "p.jsonl", rows_a())
+    (tmp_path / "simulation.json").write_text(json.dumps({"simulated": True}))
+    out = tmp_path / "report"
+    assert run_command("report", "--annotations", truth, "--predictions", pred,
+                       "--out", out) == 0
+    note = json.loads((out / "figures.json").read_text())["figure2_note"]
+    assert "Figure 2 omitted" in note
+    assert "Figure 2 omitted" in (out / "report.md").read_text()
+    assert "Figure 2 omitted" in capsys.readouterr().err
+    assert "(SIMULATED)" in (out / "table2.md").read_text()  # marker beside the annotations
+    assert "SIMULATED data" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--names", "a", "b"],                      # two names for one file
+        ["--names", "a", "--names", "b"],           # two name groups for one dataset
+        ["--features", "f1", "--features", "f2"],  # two feature folders for one dataset
+        ["--figure-queries", "nope", "--features", "."],
+    ],
+)
+def test_report_command_input_errors(tmp_path, extra):
+    truth = write_jsonl(tmp_path / "annotations.jsonl", annotations())
+    pred = write_jsonl(tmp_path / "p.jsonl", rows_a())
+    with pytest.raises(InputError):
+        run_command("report", "--annotations", truth, "--predictions", pred, *extra,
+                    "--out", tmp_path / "out")
