@@ -119,3 +119,18 @@ def test_evaluate_rejects_invalid_predictions_with_line_number(tiny_dataset, tmp
     code, _, err = run_cli(capsys, "evaluate", "--annotations", tiny_dataset["annotations"],
                            "--predictions", pred)
     assert code == 2 and "pred.jsonl" in err and ":2" in err and err.count("\n") == 1
+
+
+def test_window_baseline_system(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "window.jsonl"
+    code, _, _ = run_cli(
+        capsys, "predict", "--annotations", tiny_dataset["annotations"],
+        "--features", tiny_dataset["features"], "--checkpoint", tiny_dataset["checkpoint"],
+        "--system", "window", "--no-cache", "--out", out,
+    )
+    assert code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3 and all("delta" not in r for r in rows)
+    # the planted q1 event covers 10..20 s: the best window overlaps it
+    start, end, _ = rows[0]["pred_relevant_windows"][0]
+    assert start < 20 and end > 10

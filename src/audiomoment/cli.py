@@ -25,6 +25,10 @@ def _config_from(args: argparse.Namespace) -> LocalizeConfig:
         raise InputError(str(exc)) from None
 
 
+def _system(value: str) -> int | str:
+    return value if value == "window" else int(value) if value.isdigit() else value
+
+
 def _add_localize_options(p: argparse.ArgumentParser) -> None:
     defaults = LocalizeConfig()
     p.add_argument("--max-windows", type=int, default=defaults.max_windows,
@@ -129,8 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotations", required=True, help="annotation JSON Lines file")
     p.add_argument("--features", required=True, help="folder holding clap/ and clap_text/")
     p.add_argument("--checkpoint", help="CLAP_weights_2023.pth (needed for 768-d features)")
-    p.add_argument("--system", type=int, choices=[1, 2], default=1,
-                   help="1: GMM + background contrast; 2: GMM on the similarity trace")
+    p.add_argument("--system", type=_system, choices=[1, 2, "window"], default=1,
+                   help="1: GMM + background contrast; 2: GMM on the similarity trace; "
+                   "window: sliding-window clip retrieval baseline")
     p.add_argument("--neutral-embedding", help="1024-d neutral embedding (.npy) for System 1")
     p.add_argument("--out", required=True, help="predictions JSON Lines file to write")
     p.add_argument("--cache-dir", help="projected-feature cache (default ~/.cache/audiomoment)")

@@ -35,6 +35,7 @@ from audiomoment.localize import LocalizationResult, localize_traces
 from audiomoment.predictions import prediction_row
 from audiomoment.projection import project
 from audiomoment.traces import l2_normalize, query_trace
+from audiomoment.window_baseline import sliding_window_moments, window_prediction_row
 
 #: Queries localised per batch: the fast engine vectorises over a batch, the reference loops.
 BATCH_QUERIES = {"fast": 8192, "reference": 256}
@@ -110,7 +111,7 @@ def predict_dataset(
     annotations: Sequence[Mapping],
     features_dir: str | os.PathLike[str],
     *,
-    system: int = 1,
+    system: int | str = 1,
     heads: Mapping[str, ProjectionHead] | None = None,
     neutral: NDArray[np.float64] | None = None,
     config: LocalizeConfig | None = None,
@@ -118,7 +119,10 @@ def predict_dataset(
     progress: bool | None = None,
     keep_results: bool = False,
 ) -> PredictionRun:
-    """Run System 1 or 2 over every annotated query.
+    """Run System 1, System 2 or the sliding-window baseline over every annotated query.
+
+    ``system``: 1 (GMM + background contrast), 2 (GMM on the similarity trace) or
+    ``"window"`` (sliding-window clip retrieval on the similarity trace, no mixture).
 
     ``annotations``: validated rows (``audiomoment.annotations.read_annotations``).
     ``heads``: the checkpoint's "audio" and "text" projection heads; needed for 768-d
@@ -127,8 +131,8 @@ def predict_dataset(
     ``progress``: show progress bars (None: only on a terminal).
     """
     config = config or LocalizeConfig()
-    if system not in (1, 2):
-        raise InputError(f"system must be 1 or 2, got {system}")
+    if system not in (1, 2, "window"):
+        raise InputError(f"system must be 1, 2 or 'window', got {system!r}")
     if system == 1 and neutral is None:
         raise InputError(
             "System 1 needs the neutral embedding: pass --neutral-embedding N.npy "
@@ -184,6 +188,18 @@ def predict_dataset(
     with tqdm(total=len(annotations), desc="localising", unit="query", disable=disable) as bar:
         for start in range(0, len(annotations), batch):
             chunk = range(start, min(start + batch, len(annotations)))
+            if system == "window":
+                for i in chunk:
+                    windows = sliding_window_moments(
+                        traces[i],  # type: ignore[arg-type]
+                        float(annotations[i]["duration"]),
+                        hop_s=config.hop_s,
+                        max_windows=config.max_windows,
+                    )
+                    rows.append(window_prediction_row(annotations[i], windows))
+                    traces[i] = None
+                bar.update(len(chunk))
+                continue
             results = localize_traces(
                 [traces[i] for i in chunk],  # type: ignore[misc]
                 [float(annotations[i]["duration"]) for i in chunk],
