@@ -293,8 +293,10 @@ def test_report_command_without_features_says_so(tmp_path, capsys):
     pred = write_jsonl(tmp_path / "p.jsonl", rows_a())
     (tmp_path / "simulation.json").write_text(json.dumps({"simulated": True}))
     out = tmp_path / "report"
+    # a second --predictions adds a row when there is one dataset
     assert run_command("report", "--annotations", truth, "--predictions", pred,
-                       "--out", out) == 0
+                       "--predictions", pred, "--names", "A", "--names", "B", "--out", out) == 0
+    assert [r["system"] for r in read_csv(out / "table2.csv")] == ["A", "B"]
     note = json.loads((out / "figures.json").read_text())["figure2_note"]
     assert "Figure 2 omitted" in note
     assert "Figure 2 omitted" in (out / "report.md").read_text()
@@ -307,7 +309,7 @@ def test_report_command_without_features_says_so(tmp_path, capsys):
     "extra",
     [
         ["--names", "a", "b"],                      # two names for one file
-        ["--names", "a", "--names", "b"],           # two name groups for one dataset
+        ["--names", "a", "--names", "b"],           # two names (in two groups) for one file
         ["--features", "f1", "--features", "f2"],  # two feature folders for one dataset
         ["--figure-queries", "nope", "--features", "."],
     ],
@@ -318,3 +320,24 @@ def test_report_command_input_errors(tmp_path, extra):
     with pytest.raises(InputError):
         run_command("report", "--annotations", truth, "--predictions", pred, *extra,
                     "--out", tmp_path / "out")
+
+
+def test_report_command_with_two_datasets(tmp_path):
+    first = tmp_path / "a"
+    second = tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    truth_a = write_jsonl(first / "annotations.jsonl", annotations())
+    truth_b = write_jsonl(second / "test_set.jsonl", annotations())
+    pred = write_jsonl(tmp_path / "p.jsonl", rows_a())
+    detr = write_jsonl(tmp_path / "detr.jsonl", rows_detr())
+    out = tmp_path / "report"
+    assert run_command(
+        "report", "--annotations", truth_a, "--predictions", pred, detr, "--names", "S1", "DETR",
+        "--annotations", truth_b, "--predictions", pred, "--names", "S1", "--out", out) == 0
+    table = read_csv(out / "table2.csv")
+    assert [(r["dataset"], r["system"]) for r in table] == [
+        ("a", "S1"), ("a", "DETR"), ("test_set", "S1")]
+    figure3 = json.loads((out / "figures.json").read_text())["figures"][0]
+    assert figure3["n_bars"] == 15
+    assert "| System | a R1@0.5 |" in (out / "table2.md").read_text()

@@ -100,6 +100,10 @@ def read_datasets(
     from audiomoment.report import DatasetPredictions, SystemPredictions, is_simulated_dataset
 
     n = len(annotation_paths)
+    if n == 1:  # one dataset: repeated --predictions / --names simply add up
+        prediction_groups = [[f for group in prediction_groups for f in group]]
+        if name_groups is not None:
+            name_groups = [[x for group in name_groups for x in group]]
     if len(prediction_groups) != n:
         raise InputError(f"give one --predictions group per --annotations ({n}), "
                          f"got {len(prediction_groups)}")
