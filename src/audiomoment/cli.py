@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_localize_options(p)
     p.set_defaults(handler=_cmd_demo)
 
+    from audiomoment.cli_report import add_report_commands
+
+    add_report_commands(sub)
     # --- model commands (audio in) ---
     return parser
 
