@@ -1,0 +1,254 @@
+"""MS-CLAP 2023 end to end: loading the checkpoint, embedding recordings and captions.
+
+Audio: windows (see :mod:`audiomoment.audio`) -> HTS-AT (768-d) -> audio projection head
+-> L2 normalisation. Text: caption -> GPT-2 query vector (768-d) -> caption projection head
+-> L2 normalisation. Both land in the 1024-d joint space where similarities are cosines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from audiomoment.audio import DEFAULT_WINDOWS, WindowConfig, audio_info, expected_windows
+from audiomoment.audio import iter_windows as _iter_windows
+from audiomoment.checkpoint import HEAD_KEYS, ProjectionHead, head_from_state, load_state_dict
+from audiomoment.clap.htsat import HTSAT, HTSATConfig
+from audiomoment.clap.text import TextEncoder, build_gpt2, gpt2_keys, load_tokenizer
+from audiomoment.clap.weights import (
+    AUDIO_PREFIX,
+    TEXT_PREFIX,
+    is_ignored_audio_key,
+    is_ignored_text_key,
+    load_into,
+    part_state,
+    resolve_checkpoint,
+    resolve_tokenizer,
+)
+from audiomoment.config import NEUTRAL_PHRASES
+from audiomoment.projection import project
+from audiomoment.traces import neutral_embedding
+
+Precision = Literal["float32", "bfloat16"]
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
+
+
+class AudioEncoder:
+    """Audio windows (n, 44100) at 44.1 kHz -> (n, 768) HTS-AT embeddings (float32).
+
+    ``precision="bfloat16"`` runs the transformer's matrix products in bfloat16 (lossy:
+    faster on CPUs with bfloat16 support; its deviation is reported by the benchmark).
+    """
+
+    def __init__(
+        self, htsat: HTSAT, head: ProjectionHead, precision: Precision = "float32"
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.htsat = htsat.prepare()
+        self.head = head
+        self.precision = precision
+
+    def features(self, windows: ArrayLike) -> NDArray[np.float32]:
+        """(n, samples) float waveforms -> (n, 768) float32, one forward pass."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
+        if x.ndim != 2:
+            raise ValueError(f"expected (n, samples) windows, got shape {tuple(x.shape)}")
+        with torch.inference_mode():
+            if self.precision == "bfloat16":
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    out = self.htsat(x)
+            else:
+                out = self.htsat(x)
+        return out.float().numpy()
+
+    def embed(self, windows: ArrayLike) -> NDArray[np.float32]:
+        """(n, samples) -> (n, 1024) joint-space embeddings, L2-normalised."""
+        return project(self.features(windows), self.head)
+
+
+def file_features(
+    encoder: AudioEncoder,
+    path: str | os.PathLike[str],
+    batch_size: int = 8,
+    progress: bool | None = None,
+    windows: WindowConfig = DEFAULT_WINDOWS,
+    on_batch: Callable[[int], None] | None = None,
+) -> NDArray[np.float32]:
+    """(T, 768) window features of a whole recording, streamed in batches.
+
+    ``progress``: a progress bar on stderr (None: only on a terminal). ``on_batch`` is
+    called with the number of windows done after each batch.
+    """
+    from tqdm import tqdm
+
+    info = audio_info(path, windows)
+    total = expected_windows(info, windows)
+    rows: list[NDArray[np.float32]] = []
+    disable = None if progress is None else not progress
+    with tqdm(total=total, desc=Path(path).name, unit="win", disable=disable,
+              leave=False) as bar:
+        for batch in _iter_windows(path, batch_size, windows):
+            rows.append(encoder.features(batch))
+            bar.update(len(batch))
+            if on_batch is not None:
+                on_batch(sum(len(r) for r in rows))
+    return np.concatenate(rows).astype(np.float32, copy=False)
+
+
+@dataclass
+class ClapModel:
+    """The loaded parts of MS-CLAP 2023.
+
+    checkpoint : the checkpoint file. heads : projection heads by modality ("audio",
+    "text"). audio / text : the encoders that were loaded (None when not requested).
+    tokenizer_dir : the folder the tokenizer came from.
+    """
+
+    checkpoint: Path
+    heads: dict[str, ProjectionHead]
+    audio: AudioEncoder | None = None
+    text: TextEncoder | None = None
+    tokenizer_dir: Path | None = None
+    _digest: str | None = field(default=None, repr=False)
+
+    def require_audio(self) -> AudioEncoder:
+        if self.audio is None:
+            raise RuntimeError("the audio encoder was not loaded (load_clap(audio=True))")
+        return self.audio
+
+    def require_text(self) -> TextEncoder:
+        if self.text is None:
+            raise RuntimeError("the text encoder was not loaded (load_clap(text=True))")
+        return self.text
+
+    def text_embeddings(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """(N, 1024) caption embeddings in the joint space, L2-normalised."""
+        return project(self.require_text().query_vectors(texts), self.heads["text"])
+
+    def checkpoint_digest(self, cache_dir: str | os.PathLike[str] | None = None) -> str:
+        """SHA-256 of the checkpoint file (remembered per path, size and mtime)."""
+        if self._digest is None:
+            self._digest = cached_file_digest(self.checkpoint, cache_dir)
+        return self._digest
+
+    def neutral_embedding(
+        self, cache_dir: str | os.PathLike[str] | None = None
+    ) -> NDArray[np.float64]:
+        """System 1's neutral direction (1024,): the normalised mean of the normalised
+        embeddings of :data:`NEUTRAL_PHRASES`; cached on disk, keyed by the checkpoint's
+        and the tokenizer's content (``cache_dir`` None: no cache)."""
+        if cache_dir is None:
+            return neutral_embedding(self.text_embeddings(NEUTRAL_PHRASES))
+        from audiomoment.atomic import save_npy
+        from audiomoment.clap.text import tokenizer_digest
+
+        key = hashlib.sha256(
+            json.dumps(
+                [self.checkpoint_digest(cache_dir),
+                 tokenizer_digest(self.tokenizer_dir) if self.tokenizer_dir else "",
+                 list(NEUTRAL_PHRASES)]
+            ).encode()
+        ).hexdigest()[:24]
+        path = Path(cache_dir) / "neutral" / f"{key}.npy"
+        if path.is_file():
+            try:
+                arr = np.load(path, allow_pickle=False)
+                if arr.shape == (self.heads["text"].out_dim,) and np.all(np.isfinite(arr)):
+                    return arr.astype(np.float64)
+            except (OSError, ValueError):
+                pass  # a damaged entry is recomputed
+        vec = neutral_embedding(self.text_embeddings(NEUTRAL_PHRASES))
+        save_npy(path, vec)
+        return vec
+
+
+def cached_file_digest(
+    path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
+) -> str:
+    """SHA-256 of a file, remembered in ``cache_dir/digests.json`` by (path, size, mtime)."""
+    from audiomoment.atomic import write_text
+    from audiomoment.checkpoint import file_digest
+
+    p = Path(path).resolve()
+    stat = p.stat()
+    ident = f"{p}|{stat.st_size}|{stat.st_mtime_ns}"
+    table: dict[str, str] = {}
+    store = Path(cache_dir) / "digests.json" if cache_dir is not None else None
+    if store is not None and store.is_file():
+        try:
+            loaded = json.loads(store.read_text(encoding="utf-8"))
+            table = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            table = {}
+        if isinstance(table.get(ident), str):
+            return table[ident]
+    digest = file_digest(p)
+    if store is not None:
+        table[ident] = digest
+        with contextlib.suppress(OSError):  # a read-only cache only costs time
+            write_text(store, json.dumps(table, indent=1))
+    return digest
+
+
+def load_clap(
+    checkpoint: str | os.PathLike[str] | None = None,
+    tokenizer: str | os.PathLike[str] | None = None,
+    *,
+    audio: bool = True,
+    text: bool = True,
+    precision: Precision = "float32",
+    threads: int | None = None,
+) -> ClapModel:
+    """Load the parts of MS-CLAP 2023 that are asked for, strictly.
+
+    ``checkpoint``: the file (None: Hugging Face cache, else download); ``tokenizer``: a
+    folder with GPT-2's vocab.json and merges.txt (None: cache, else download; only read
+    when ``text``). ``threads``: torch's CPU threads (None: leave as is).
+    Raises :class:`InputError` for missing files or a checkpoint that does not match.
+    """
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    path = resolve_checkpoint(checkpoint)
+    tokenizer_dir = resolve_tokenizer(tokenizer) if text else None
+    state = load_state_dict(path)
+    source = str(path)
+    model = ClapModel(checkpoint=path, heads={}, tokenizer_dir=tokenizer_dir)
+    if audio:
+        expected = [f"base.htsat.{k}" for k in _htsat_keys()]
+        expected += [f"projection.{k}" for k in HEAD_KEYS]
+        tensors = part_state(state, AUDIO_PREFIX, expected, is_ignored_audio_key, source)
+        htsat = HTSAT(HTSATConfig())
+        load_into(htsat, {k[len("base.htsat."):]: v for k, v in tensors.items()
+                          if k.startswith("base.htsat.")}, source)
+        model.heads["audio"] = head_from_state(state, "audio", source)
+        model.audio = AudioEncoder(htsat, model.heads["audio"], precision)
+    if text:
+        expected = [f"base.{k}" for k in gpt2_keys()]
+        expected += [f"projection.{k}" for k in HEAD_KEYS]
+        tensors = part_state(state, TEXT_PREFIX, expected, is_ignored_text_key, source)
+        gpt = build_gpt2({k[len("base."):]: v for k, v in tensors.items()
+                          if k.startswith("base.")}, source)
+        model.heads["text"] = head_from_state(state, "text", source)
+        model.text = TextEncoder(gpt, load_tokenizer(tokenizer_dir))  # type: ignore[arg-type]
+    return model
+
+
+def _htsat_keys() -> list[str]:
+    from audiomoment.clap.htsat import expected_keys
+
+    return expected_keys(HTSATConfig())
+
