@@ -211,3 +211,14 @@ def write_random_checkpoint(
 
     save_checkpoint(path, random_state_dict(seed, legacy_gpt2_buffers, text))
     return Path(path)
+
+
+def ensure_random_checkpoint(
+    path: str | os.PathLike[str], seed: int = 0, legacy_gpt2_buffers: bool = True
+) -> Path:
+    """:func:`write_random_checkpoint` unless ``path`` exists already (test sessions share
+    one file across modules)."""
+    p = Path(path)
+    if not p.is_file():
+        write_random_checkpoint(p, seed, legacy_gpt2_buffers)
+    return p
