@@ -32,8 +32,8 @@ def run_demo(out_dir: Path, seed: int = 0, config: LocalizeConfig | None = None)
     breakdowns = []
     for system in (1, 2):
         run = predict_dataset(
-            annotations, paths["features"], system=system, heads=heads, neutral=neutral,
-            config=config, cache_dir=None,
+            annotations, paths["audio_features"].parent, system=system, heads=heads,
+            neutral=neutral, config=config, cache_dir=None,
         )
         write_predictions(out_dir / f"predictions_system{system}.jsonl", run.rows)
         metrics = evaluate(annotations, run.rows)
