@@ -165,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     from audiomoment.cli_report import add_report_commands
 
     add_report_commands(sub)
-    # --- model commands (audio in) ---
+    from audiomoment.cli_model import add_model_commands
+
+    add_model_commands(sub)
     return parser
 
 
