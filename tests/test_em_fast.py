@@ -1,0 +1,419 @@
+"""The batched EM engine against scikit-learn's path (``audiomoment.mixture.fit_reference``)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from scipy.ndimage import gaussian_filter1d
+
+from audiomoment.config import LocalizeConfig
+from audiomoment.em_fast import (
+    N_LOCAL_TRIALS,
+    duplicate_sources,
+    first_centre_indices,
+    fit_fast,
+    initialisation_draws,
+    kmeans_initialisations,
+    log_sum_exp_pair,
+    pad_time_major,
+    plan_chunks,
+    select_initialisation,
+    time_sums,
+)
+from audiomoment.evaluate import evaluate
+from audiomoment.localize import localize_traces
+from audiomoment.mixture import MixtureFit, fit_reference
+
+FAST = LocalizeConfig(engine="fast")
+REFERENCE = LocalizeConfig(engine="reference")
+HEADLINE = (
+    "MR-full-R1@0.5",
+    "MR-full-R1@0.7",
+    "MR-full-mAP",
+    "MR-full-mAP@0.5",
+    "MR-full-mAP@0.75",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Trace generators
+
+
+def clap_like_trace(
+    rng: np.random.Generator, duration_s: float, windows: list[list[float]]
+) -> NDArray[np.float64]:
+    """A CLAP-like similarity trace (T,), T = round(duration_s), raised over ``windows``.
+
+    Background 0.05-0.25 with a slow drift and frame noise; events add a small contrast
+    (0.01-0.12), weighted by the frame's overlap with the window; sometimes a distractor.
+    """
+    n = max(2, round(duration_s))
+    t = np.arange(n)
+    drift = gaussian_filter1d(rng.normal(size=n), rng.uniform(4, 15), mode="reflect")
+    drift *= rng.uniform(0.005, 0.04) / max(float(np.std(drift)), 1e-12)
+    x = rng.uniform(0.05, 0.25) + drift + rng.uniform(0.01, 0.035) * rng.normal(size=n)
+    contrast = rng.uniform(0.01, 0.12)
+    for start, end in windows:
+        overlap = np.clip(np.minimum(t + 1, end) - np.maximum(t, start), 0, 1)
+        x += contrast * rng.uniform(0.7, 1.3) * overlap
+    if rng.random() < 0.3:
+        a = int(rng.integers(0, n))
+        x[a : a + int(rng.integers(1, max(2, n // 8)))] += contrast * rng.uniform(0.3, 1.0)
+    return x
+
+
+def random_windows(rng: np.random.Generator, duration_s: float) -> list[list[float]]:
+    out = []
+    for _ in range(int(rng.integers(1, 4))):
+        length = float(rng.uniform(1, max(1.5, duration_s / 4)))
+        start = float(rng.uniform(0, duration_s - length))
+        out.append([start, start + length])
+    return out
+
+
+def smoothed_clap_traces(seed: int, n: int, lo: int = 2, hi: int = 300) -> list[NDArray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        d = int(rng.integers(lo, hi + 1))
+        out.append(gaussian_filter1d(clap_like_trace(rng, d, random_windows(rng, d)), 1.5))
+    return out
+
+
+AWKWARD_KINDS = ("quantised", "integers", "repeated", "two-level", "heavy-tailed", "near-constant")
+
+
+def awkward_trace(rng: np.random.Generator, kind: str, n: int) -> NDArray[np.float64]:
+    """Traces with ties, repeated values, outliers or almost no spread."""
+    if kind == "quantised":
+        x = np.round(rng.normal(0.2, 0.05, n), 2)
+    elif kind == "integers":
+        x = rng.integers(0, 4, n).astype(float)
+    elif kind == "repeated":
+        x = np.resize(np.repeat(rng.normal(size=n // 5 + 1), 5), n)
+    elif kind == "two-level":
+        x = np.where(rng.random(n) < 0.3, 0.4, 0.1)
+    elif kind == "heavy-tailed":
+        x = rng.normal(size=n) ** 3
+    else:
+        x = 0.3 + 1e-9 * rng.normal(size=n)
+    if np.ptp(x) == 0:
+        x[-1] += 1.0
+    return x
+
+
+def awkward_traces(seed: int, n: int) -> tuple[list[NDArray], list[str]]:
+    rng = np.random.default_rng(seed)
+    kinds = [AWKWARD_KINDS[int(k)] for k in rng.integers(0, len(AWKWARD_KINDS), n)]
+    return [awkward_trace(rng, k, int(rng.integers(2, 301))) for k in kinds], kinds
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparison helpers
+
+
+def agreeing(fast: MixtureFit, ref: MixtureFit, rtol: float = 1e-10) -> NDArray[np.bool_]:
+    """Per trace: every parameter within ``rtol`` (relative; 1e-12 absolute near zero)."""
+
+    def close(a: NDArray, b: NDArray) -> NDArray[np.bool_]:
+        ok = np.abs(a - b) <= rtol * np.abs(b) + 1e-12
+        return ok.all(axis=1) if ok.ndim == 2 else ok
+
+    return (
+        close(fast.weights, ref.weights)
+        & close(fast.means, ref.means)
+        & close(fast.variances, ref.variances)
+        & close(fast.lower_bound, ref.lower_bound)
+    )
+
+
+def assert_identical(a: MixtureFit, b: MixtureFit) -> None:
+    for name in ("weights", "means", "variances", "lower_bound"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def subset(fit: MixtureFit, index: NDArray) -> MixtureFit:
+    return MixtureFit(
+        fit.weights[index], fit.means[index], fit.variances[index], fit.lower_bound[index]
+    )
+
+
+def sklearn_kmeans_labels(trace: NDArray, config: LocalizeConfig) -> list[NDArray]:
+    """Labels of each initialisation as ``GaussianMixture.fit`` obtains them."""
+    from sklearn.cluster import KMeans
+
+    stream = np.random.RandomState(config.random_state)
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(config.n_init):
+            km = KMeans(n_clusters=2, n_init=1, random_state=stream)
+            out.append(km.fit(trace.reshape(-1, 1)).labels_.astype(bool))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+
+
+def test_draws_are_the_reference_stream() -> None:
+    for seed in (0, 42, 2024):
+        draws = initialisation_draws(4, seed)
+        assert draws.shape == (4, 1 + N_LOCAL_TRIALS)
+        for n in (2, 3, 7, 60, 257, 300):
+            stream = np.random.RandomState(seed)
+            for i in range(4):
+                index = stream.choice(n, p=np.ones(n) / n)
+                trials = stream.uniform(size=N_LOCAL_TRIALS)
+                assert first_centre_indices(n, draws[i : i + 1, 0])[0] == index
+                np.testing.assert_array_equal(draws[i, 1:], trials)
+
+
+@pytest.mark.parametrize("shape", [(9, 1), (60, 2), (300, 7), (61, 4099), (2, 25, 1), (2, 130, 3)])
+def test_time_sums_add_frames_in_order(shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=shape) * 10.0 ** rng.uniform(-8, 8, size=shape)
+    expected = a[..., 0, :].copy()
+    for t in range(1, shape[-2]):
+        expected = expected + a[..., t, :]
+    np.testing.assert_array_equal(time_sums(a), expected)
+    # A column's sum does not depend on the memory layout or on its neighbours.
+    np.testing.assert_array_equal(time_sums(np.asfortranarray(a)), expected)
+    np.testing.assert_array_equal(time_sums(a[..., :1]), expected[..., :1])
+
+
+def test_log_sum_exp_pair_is_one_formula() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(2, 50, 40)) * 30.0
+    a[1, :10] = a[0, :10]  # ties
+    a[1, 10:20] = a[0, 10:20] + 1e-15
+    short = log_sum_exp_pair(a)
+    with_inf = a.copy()
+    with_inf[:, 0, 0] = [-np.inf, -np.inf]  # forces the general form on the whole array
+    general = log_sum_exp_pair(with_inf)
+    assert general[0, 0] == -np.inf
+    general[0, 0] = short[0, 0]
+    np.testing.assert_array_equal(short, general)
+    reference = getattr(pytest.importorskip("sklearn.utils._array_api"), "_logsumexp", None)
+    if reference is not None:  # scikit-learn's own (private) function, where it exists
+        np.testing.assert_array_equal(short.ravel(), reference(a.reshape(2, -1).T, axis=1))
+
+
+def test_plan_chunks_covers_everything_within_budget() -> None:
+    lengths = np.sort(np.random.default_rng(2).integers(2, 301, 500))
+    parts = list(plan_chunks(lengths, 5, 20_000))
+    assert parts[0].start == 0 and parts[-1].stop == 500
+    assert all(a.stop == b.start for a, b in itertools.pairwise(parts))
+    for p in parts:
+        assert p.stop - p.start == 1 or lengths[p.stop - 1] * 5 * (p.stop - p.start) <= 20_000
+
+
+def test_select_initialisation_follows_the_reference_rule() -> None:
+    bounds = np.array(
+        [
+            [1.0, 1.0, 1.0],  # ties: first wins
+            [1.0, 2.0, 2.0],
+            [-np.inf, -np.inf, 0.5],  # -inf is replaced by anything
+            [-np.inf, 3.0, 1.0],
+            [np.nan, 5.0, 6.0],  # a NaN bound, once kept, is never beaten
+            [0.0, np.nan, -1.0],
+        ]
+    )
+    np.testing.assert_array_equal(select_initialisation(bounds), [0, 1, 2, 1, 0, 0])
+
+
+def test_duplicate_sources_sees_swapped_clusters() -> None:
+    a = np.array([0, 1, 1, 0, 0], dtype=bool)
+    b = np.array([1, 1, 0, 0, 0], dtype=bool)
+    labels = np.stack([a, ~a, b, a, ~b], axis=1)  # one trace, five initialisations
+    labels = np.concatenate([labels, np.zeros((2, 5), dtype=bool)])  # two padded frames
+    valid = np.arange(7)[:, None] < 5
+    source, flipped = duplicate_sources(labels, np.repeat(valid, 5, axis=1), 1, 5)
+    np.testing.assert_array_equal(source, [[0, 0, 2, 0, 2]])
+    np.testing.assert_array_equal(flipped, [[False, True, True, False, False]])
+
+
+# ---------------------------------------------------------------------------------------------
+# The exact path
+
+
+def test_kmeans_labels_are_scikit_learns() -> None:
+    traces = smoothed_clap_traces(3, 40) + awkward_traces(4, 60)[0]
+    traces = [t for t in traces if len(t) <= 300]
+    lengths = np.array([len(t) for t in traces])
+    order = np.argsort(lengths, kind="stable")
+    x, valid = pad_time_major([traces[i] for i in order], lengths[order])
+    draws = initialisation_draws(FAST.n_init, FAST.random_state)
+    labels = kmeans_initialisations(x, valid, lengths[order], draws)
+    same = []
+    for k, i in enumerate(order):
+        expected = sklearn_kmeans_labels(traces[i], FAST)
+        for j, lab in enumerate(expected):
+            same.append(np.array_equal(labels[: lengths[i], k * FAST.n_init + j], lab))
+    print(f"k-means labels identical to scikit-learn's: {np.mean(same):.2%} of {len(same)}")
+    assert np.mean(same) >= 0.995
+
+
+def test_parameters_match_the_reference_on_clap_like_traces() -> None:
+    traces = smoothed_clap_traces(5, 200)
+    ok = agreeing(fit_fast(traces, FAST), fit_reference(traces, REFERENCE))
+    print(f"CLAP-like traces agreeing to 1e-10: {ok.mean():.2%} of {len(ok)}")
+    assert ok.mean() >= 0.99
+
+
+def test_parameters_match_the_reference_on_awkward_traces() -> None:
+    traces, kinds = awkward_traces(6, 180)
+    ok = agreeing(fit_fast(traces, FAST), fit_reference(traces, REFERENCE))
+    kinds_arr = np.array(kinds)
+    for kind in AWKWARD_KINDS:
+        sel = kinds_arr == kind
+        print(f"{kind:>13}: {ok[sel].mean():.2%} of {sel.sum()} agree to 1e-10")
+    print(f"all awkward traces: {ok.mean():.2%}")
+    # Near-constant traces are ill-posed: partitions whose bounds tie up to rounding may
+    # swap places (see the module notes); everything else follows the path exactly.
+    assert ok[kinds_arr != "near-constant"].mean() >= 0.99
+    assert ok.mean() >= 0.95
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"n_init": 1},
+        {"n_init": 3, "random_state": 0},
+        {"tol": 1e-8},
+        {"max_iter": 3},
+        {"reg_covar": 1e-3},
+    ],
+)
+def test_settings_are_followed(changes: dict) -> None:
+    traces = smoothed_clap_traces(7, 25, 20, 120)
+    ok = agreeing(
+        fit_fast(traces, FAST.with_(**changes)), fit_reference(traces, REFERENCE.with_(**changes))
+    )
+    assert ok.mean() >= 0.96, ok.mean()
+
+
+def test_tiny_and_tied_traces_match() -> None:
+    traces = [
+        np.array([0.1, 0.2]),
+        np.array([0.2, 0.1]),
+        np.array([0.0, 1.0, 2.0]),
+        np.array([1.0, 1.0, 1.0, 5.0]),
+        np.array([3.0, 3.0, 0.0, 0.0, 0.0, 0.0]),
+        np.array([0.25] * 9),  # constant: the reference relocates nothing
+        np.tile([0.1, 0.3], 40),
+        np.arange(17, dtype=float) % 4,
+    ]
+    fast, ref = fit_fast(traces, FAST), fit_reference(traces, REFERENCE)
+    assert agreeing(fast, ref).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Independence from batching
+
+
+def test_results_do_not_depend_on_batching() -> None:
+    traces = smoothed_clap_traces(8, 120) + awkward_traces(9, 60)[0]
+    whole = fit_fast(traces, FAST)
+    assert_identical(fit_fast(traces, FAST, chunk_elements=3_000), whole)
+    assert_identical(fit_fast(traces, FAST, chunk_elements=1 << 24), whole)
+    perm = np.random.default_rng(0).permutation(len(traces))
+    assert_identical(fit_fast([traces[i] for i in perm], FAST), subset(whole, perm))
+    for i in range(0, len(traces), 9):
+        assert_identical(fit_fast([traces[i]], FAST), subset(whole, np.array([i])))
+    doubled = fit_fast(traces + traces[:30], FAST)
+    assert_identical(subset(doubled, np.arange(len(traces))), whole)
+    assert_identical(
+        subset(doubled, np.arange(len(traces), len(traces) + 30)), subset(whole, np.arange(30))
+    )
+
+
+def test_equal_length_array_matches_list() -> None:
+    traces = smoothed_clap_traces(10, 50, 60, 60)
+    assert_identical(fit_fast(np.stack(traces), FAST), fit_fast(traces, FAST))
+
+
+def test_rejects_what_the_reference_rejects() -> None:
+    with pytest.raises(ValueError):
+        fit_fast([np.array([1.0])], FAST)
+    with pytest.raises(ValueError):
+        fit_fast([np.array([1.0, np.nan, 2.0])], FAST)
+    with pytest.raises(ValueError):
+        fit_fast([np.ones((3, 2))], FAST)
+    collapsed = [np.array([0.0, 0.0, 0.0, 1.0])]  # a single-point cluster and no floor
+    with pytest.raises(ValueError):
+        fit_reference(collapsed, REFERENCE.with_(reg_covar=0.0))
+    with pytest.raises(ValueError):
+        fit_fast(collapsed, FAST.with_(reg_covar=0.0))
+    empty = fit_fast([], FAST)
+    assert len(empty) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Localisation end to end: top windows and headline metrics
+
+
+def annotated_workload(path: Path, limit: int | None, seed: int) -> tuple[list, list, list]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = rows[:limit]
+    rng = np.random.default_rng(seed)
+    traces = [clap_like_trace(rng, r["duration"], r["relevant_windows"]) for r in rows]
+    gt = [{"qid": r["qid"], "relevant_windows": r["relevant_windows"]} for r in rows]
+    return traces, [float(r["duration"]) for r in rows], gt
+
+
+def headline(gt: list[dict], results: list) -> dict[str, float]:
+    preds = [
+        {"qid": g["qid"], "pred_relevant_windows": r.windows.tolist()}
+        for g, r in zip(gt, results, strict=True)
+    ]
+    brief = evaluate(gt, preds)["brief"]
+    return {k: float(brief[k]) for k in HEADLINE}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "relpath", "limit"),
+    [
+        ("CASTELLA (all 1,347 queries)", "castella/castella_test_release.jsonl", None),
+        (
+            "Clotho-Moment (first 2,000 of 6,649)",
+            "clotho_moment/clotho_moment_test_release.jsonl",
+            2000,
+        ),
+    ],
+)
+def test_localisation_agrees_with_the_reference(
+    shared_data: Path, name: str, relpath: str, limit: int | None
+) -> None:
+    """Top windows and headline metrics of both engines on a real-sized workload.
+
+    The reference's k-means runs on one OpenMP thread here: on a busy machine its default
+    two threads mostly wait for each other. One thread changes the order of its centre sums
+    only for traces over 256 frames, which could matter only for a frame exactly midway
+    between two centres.
+    """
+    from threadpoolctl import threadpool_limits
+
+    traces, durations, gt = annotated_workload(shared_data / relpath, limit, seed=11)
+    fit_reference(traces[:1], REFERENCE)  # loads scikit-learn's OpenMP runtime
+    with threadpool_limits(limits=1, user_api="openmp"):
+        ref = localize_traces(traces, durations, REFERENCE)
+    fast = localize_traces(traces, durations, FAST)
+    same_top = np.mean(
+        [
+            np.array_equal(a.windows[:1, :2], b.windows[:1, :2])
+            for a, b in zip(ref, fast, strict=True)
+        ]
+    )
+    m_ref, m_fast = headline(gt, ref), headline(gt, fast)
+    deltas = {k: m_fast[k] - m_ref[k] for k in HEADLINE}
+    print(f"{name}: top window identical {same_top:.3%}; metric deltas {deltas}")
+    assert same_top >= 0.995
+    assert max(abs(d) for d in deltas.values()) <= 0.05
