@@ -25,6 +25,7 @@ Parameter and buffer names match the official state dict under
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -136,7 +137,7 @@ class PowerSpectrogram(nn.Module):
         half = self.n_fft // 2
         padded = F.pad(wave[:, None, :], (half, half), mode="reflect")[:, 0, :]
         frames = padded.unfold(-1, self.n_fft, self.hop_length)  # (B, T, n_fft), a view
-        if self._kernel is None:
+        if self._kernel is None or self._kernel.device != wave.device:
             self.prepare()
         spec = frames @ self._kernel.to(wave.dtype)  # type: ignore[union-attr]  # (B, T, 2 * bins)
         bins = spec.shape[-1] // 2
@@ -254,6 +255,73 @@ def partition(x: Tensor, window: int) -> Tensor:
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window, window, c)
 
 
+def onednn_linear_ok() -> bool:
+    """Whether linear layers may use oneDNN's fused linear kernel (``mkldnn._linear_pointwise``,
+    with GELU fused into the first MLP layer): present in this torch build, not switched off
+    by ``AUDIOMOMENT_ONEDNN=0``, and equal to ``F.linear`` (+ ``F.gelu``) on a probe."""
+    global _ONEDNN_OK
+    if _ONEDNN_OK is None:
+        _ONEDNN_OK = False
+        op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+        if op is not None and os.environ.get("AUDIOMOMENT_ONEDNN", "1") != "0":
+            try:
+                with torch.inference_mode():
+                    gen = torch.Generator().manual_seed(0)
+                    x = torch.randn(2, 5, 16, generator=gen)
+                    w, b = torch.randn(8, 16, generator=gen), torch.randn(8, generator=gen)
+                    plain = F.gelu(F.linear(x, w, b))
+                    fused = op(x, w, b, "gelu", [], "none")
+                    nobias = op(x, w, None, "none", [], "")
+                _ONEDNN_OK = bool(
+                    torch.allclose(fused, plain, atol=1e-5)
+                    and torch.allclose(nobias, F.linear(x, w), atol=1e-5)
+                )
+            except Exception:  # an unsupported build: plain torch
+                _ONEDNN_OK = False
+    return _ONEDNN_OK
+
+
+_ONEDNN_OK: bool | None = None
+
+
+def linear(x: Tensor, layer: nn.Linear, gelu: bool = False) -> Tensor:
+    """``layer(x)``, then exact GELU when ``gelu``; through oneDNN's fused kernel when
+    :func:`onednn_linear_ok` and no gradient is needed (inference on the CPU)."""
+    if (
+        x.device.type == "cpu"
+        and not torch.is_grad_enabled()
+        and x.dtype == layer.weight.dtype
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and onednn_linear_ok()
+    ):
+        packed = getattr(layer, "packed_weight", None)
+        weight = packed if packed is not None and packed.dtype == x.dtype else layer.weight
+        return torch.ops.mkldnn._linear_pointwise(
+            x, weight, layer.bias, "gelu" if gelu else "none", [], "none" if gelu else ""
+        )
+    y = F.linear(x, layer.weight, layer.bias)
+    return F.gelu(y) if gelu else y
+
+
+#: Rows (tokens) the packed weight layout is chosen for; any row count works with it.
+PACKING_ROWS = 1024
+
+
+def pack_linear_weight(layer: nn.Linear) -> None:
+    """Store ``layer.weight`` reordered into oneDNN's blocked layout as
+    ``layer.packed_weight`` (saves the reorder on every call; same results), or None."""
+    layer.packed_weight = None  # type: ignore[assignment]
+    if layer.weight.device.type != "cpu" or not onednn_linear_ok():
+        return
+    try:
+        with torch.no_grad():
+            layer.packed_weight = torch.ops.mkldnn._reorder_linear_weight(  # type: ignore[assignment]
+                layer.weight.detach(), PACKING_ROWS
+            )
+    except Exception:  # a build without the reorder: the plain weight is used
+        layer.packed_weight = None  # type: ignore[assignment]
+
+
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside each window, with a learned relative-position bias.
 
@@ -282,10 +350,10 @@ class WindowAttention(nn.Module):
     def forward(self, x: Tensor, bias: Tensor) -> Tensor:
         b, length, c = x.shape
         n, heads = self.window_tokens, self.num_heads
-        qkv = self.qkv(x).view(-1, n, 3, heads, c // heads)  # (B * nW, N, 3, heads, hd)
+        qkv = linear(x, self.qkv).view(-1, n, 3, heads, c // heads)  # (B * nW, N, 3, heads, hd)
         q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # strided views
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
-        return self.proj(out.transpose(1, 2).reshape(b, length, c))
+        return linear(out.transpose(1, 2).reshape(b, length, c), self.proj)
 
 
 class Mlp(nn.Module):
@@ -297,7 +365,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        return linear(linear(x, self.fc1, gelu=True), self.fc2)
 
 
 class SwinBlock(nn.Module):
@@ -325,38 +393,40 @@ class SwinBlock(nn.Module):
         else:
             self.attn_mask = None
         #: (H*W,) grid index of each token in the order this block works on
-        self.order = window_order(*resolution, window, shift)
+        self.register_buffer("order", window_order(*resolution, window, shift), persistent=False)
         self._bias: Tensor | None = None
         self._batched_bias: dict[tuple[int, torch.dtype], Tensor] = {}
 
     def prepare(self) -> None:
         """Combine the position bias and the shift mask once (after the weights are loaded):
-        (heads, N, N) without shift, (nW, heads, N, N) with it."""
+        (1, heads, N, N) without shift, (nW, heads, N, N) with it."""
         with torch.no_grad():
             bias = self.attn.position_bias()
             if self.attn_mask is not None:
                 bias = bias[None] + self.attn_mask[:, None]
-            self._bias = bias.contiguous()
-        self._batched_bias.clear()
+            self._bias = (bias[None] if bias.ndim == 3 else bias).contiguous()
+        self._batched_bias = {}
 
-    def bias_for(self, batch: int, dtype: torch.dtype) -> Tensor:
+    def bias_for(self, batch: int, dtype: torch.dtype, device: torch.device) -> Tensor:
         """The attention bias for a batch: per-window biases repeat for every item."""
-        if self._bias is None or self.training:
+        if self._bias is None or self.training or self._bias.device != device:
             self.prepare()
         bias = self._bias
         assert bias is not None
-        if bias.ndim == 3:
+        if bias.shape[0] == 1:
             return bias.to(dtype)
         key = (batch, dtype)
-        if key not in self._batched_bias:
-            if len(self._batched_bias) > 2:
-                self._batched_bias.clear()
-            expanded = bias.to(dtype)[None].expand(batch, *bias.shape)
-            self._batched_bias[key] = expanded.reshape(-1, *bias.shape[1:]).contiguous()
-        return self._batched_bias[key]
+        cached = self._batched_bias.get(key)
+        if cached is None:  # safe under concurrent calls: at worst computed twice
+            expanded = bias.to(dtype).expand(batch, *bias.shape)
+            cached = expanded.reshape(-1, *bias.shape[1:]).contiguous()
+            if len(self._batched_bias) >= 4:
+                self._batched_bias = {}
+            self._batched_bias[key] = cached
+        return cached
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.norm1(x), self.bias_for(x.shape[0], x.dtype))
+        x = x + self.attn(self.norm1(x), self.bias_for(x.shape[0], x.dtype, x.device))
         return x + self.mlp(self.norm2(x))
 
 
@@ -373,7 +443,7 @@ class PatchMerging(nn.Module):
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.reduction(self.norm(x))
+        return linear(self.norm(x), self.reduction)
 
 
 class Stage(nn.Module):
@@ -396,12 +466,15 @@ class Stage(nn.Module):
             for i in range(depth)
         )
         self.downsample = PatchMerging(dim, config) if downsample else None
-        # gather index before each block (None: already in its order)
-        self._gathers: list[Tensor | None] = [None]
-        for prev, block in zip(self.blocks[:-1], self.blocks[1:], strict=True):
-            index = inverse_order(prev.order)[block.order]
-            identity = torch.equal(index, torch.arange(index.numel(), device=_CPU))
-            self._gathers.append(None if identity else index)
+        # name of the gather-index buffer before each block (None: already in its order)
+        self._gathers: list[str | None] = [None]
+        for i, (prev, block) in enumerate(zip(self.blocks[:-1], self.blocks[1:], strict=True)):
+            index = inverse_order(prev.order.to(_CPU))[block.order.to(_CPU)]
+            if torch.equal(index, torch.arange(index.numel(), device=_CPU)):
+                self._gathers.append(None)
+            else:
+                self.register_buffer(f"gather_{i + 1}", index, persistent=False)
+                self._gathers.append(f"gather_{i + 1}")
         self.set_output_order(None)
 
     @property
@@ -412,22 +485,22 @@ class Stage(nn.Module):
     def set_output_order(self, order: Tensor | None) -> None:
         """Emit merged tokens in ``order`` (grid indices at half resolution; None: row-major)."""
         if self.downsample is None:
-            self._merge = None
             return
         merge = merge_order(*self.resolution)
         if order is not None:
-            merge = merge[order]
-        self._merge = inverse_order(self.blocks[-1].order)[merge.reshape(-1)]
+            merge = merge[order.to(_CPU)]
+        index = inverse_order(self.blocks[-1].order.to(_CPU))[merge.reshape(-1)]
+        self.register_buffer("merge_index", index, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         for gather, block in zip(self._gathers, self.blocks, strict=True):
             if gather is not None:
-                x = x.index_select(1, gather)
+                x = x.index_select(1, getattr(self, gather))
             x = block(x)
         if self.downsample is None:
             return x
         b, length, c = x.shape
-        x = x.index_select(1, self._merge).view(b, length // 4, 4 * c)  # type: ignore[arg-type]
+        x = x.index_select(1, self.merge_index).view(b, length // 4, 4 * c)
         return self.downsample(x)
 
 
@@ -460,12 +533,15 @@ class HTSAT(nn.Module):
         self.norm = nn.LayerNorm(config.num_features, eps=config.ln_eps)
 
     def prepare(self) -> HTSAT:
-        """Precompute the fused STFT kernel and every block's attention bias; eval mode."""
+        """Precompute the fused STFT kernel, every block's attention bias and the packed
+        linear weights; eval mode. Call again after changing weights, dtype or device."""
         self.eval()
         self.spectrogram_extractor.prepare()
         for module in self.modules():
             if isinstance(module, SwinBlock):
                 module.prepare()
+            elif isinstance(module, nn.Linear):
+                pack_linear_weight(module)
         return self
 
     def log_mel(self, wave: Tensor) -> Tensor:
@@ -498,13 +574,26 @@ class HTSAT(nn.Module):
         x = x.index_select(2, self.layers[0].input_order).transpose(1, 2)
         return self.patch_embed.norm(x)
 
+    def set_compute_dtype(self, dtype: torch.dtype) -> HTSAT:
+        """Run the patch embedding and the transformer stages in ``dtype`` (float32, or
+        bfloat16: lossy and faster on CPUs with bfloat16 support). The front end (STFT, mel,
+        batch norm, image) and the final norm and pooling stay float32."""
+        self.patch_embed.to(dtype)
+        self.layers.to(dtype)
+        return self.prepare()
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return self.patch_embed.proj.weight.dtype
+
     def forward(self, wave: Tensor) -> Tensor:
         if wave.ndim != 2:
             raise ValueError(f"expected a (batch, samples) waveform, got shape {tuple(wave.shape)}")
-        x = self.tokens(self.image(self.log_mel(wave)))
+        image = self.image(self.log_mel(wave.float()))
+        x = self.tokens(image.to(self.compute_dtype))
         for stage in self.layers:
             x = stage(x)
-        return self.norm(x).mean(dim=1)
+        return self.norm(x.float()).mean(dim=1)
 
 
 def expected_keys(config: HTSATConfig | None = None) -> list[str]:
