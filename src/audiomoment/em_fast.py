@@ -56,6 +56,8 @@ LLOYD_MAX_ITER = 300
 LLOYD_TOL = 1e-4
 #: Frames per block of the Lloyd centre sums (each block summed in time order, then added).
 LLOYD_BLOCK = 256
+#: Share of stopped columns at which the iterating arrays are compacted.
+COMPACT_SHARE = 0.25
 #: Default work per chunk: padded frames x traces x initialisations.
 DEFAULT_CHUNK_ELEMENTS = 1 << 19
 
@@ -340,24 +342,28 @@ def lloyd(xc: Float, valid: Bool | None, lengths: Int, c0: Float, c1: Float, tol
     """Lloyd's k-means with two clusters for R columns at once; final labels (T, R).
 
     ``xc`` (T, R) centred, zero-padded; ``valid`` (T, R) or None; ``lengths``, ``c0``,
-    ``c1``, ``tol`` (R,). Labels of padded frames are False.
+    ``c1``, ``tol`` (R,). Labels of padded frames are False. Stopped columns are recorded
+    at once and dropped from the arrays now and then, as in :func:`run_em`.
     """
-    n_rows = xc.shape[1]
     out = np.zeros(xc.shape, dtype=bool)
-    act = np.arange(n_rows)
+    act = np.arange(xc.shape[1])
+    live = np.ones(len(act), dtype=bool)
     x, v, n, tl = xc, valid, lengths, tol
     old: Bool | None = None
     for it in range(LLOYD_MAX_ITER):
         labels = assign_labels(x, c0, c1)
         if v is not None:
             labels &= v
-        strict = np.zeros(len(act), dtype=bool) if old is None else (labels == old).all(axis=0)
+        if old is None:
+            strict = np.zeros(len(act), dtype=bool)
+        else:
+            strict = live & (labels == old).all(axis=0)
         new0, new1 = lloyd_update(x, labels, n, c0, c1)
         shift0 = np.sqrt((new0 - c0) * (new0 - c0))
         shift1 = np.sqrt((new1 - c1) * (new1 - c1))
-        by_tol = ~strict & (shift0 * shift0 + shift1 * shift1 <= tl)
-        if it == LLOYD_MAX_ITER - 1:
-            by_tol = ~strict
+        by_tol = live & ~strict
+        if it < LLOYD_MAX_ITER - 1:
+            by_tol &= shift0 * shift0 + shift1 * shift1 <= tl
         if strict.any():
             out[:, act[strict]] = take_columns(labels, strict)
         if by_tol.any():
@@ -365,16 +371,18 @@ def lloyd(xc: Float, valid: Bool | None, lengths: Int, c0: Float, c1: Float, tol
             if v is not None:
                 relabel &= take_columns(v, by_tol)
             out[:, act[by_tol]] = relabel
-        keep = ~(strict | by_tol)
-        if not keep.any():
+        live &= ~(strict | by_tol)
+        n_live = np.count_nonzero(live)
+        if n_live == 0:
             break
-        if keep.all():
-            old, c0, c1 = labels, new0, new1
+        old, c0, c1 = labels, new0, new1
+        if n_live > (1.0 - COMPACT_SHARE) * len(live):
             continue
-        act = act[keep]
-        x, n, tl = take_columns(x, keep), n[keep], tl[keep]
-        v = None if v is None else take_columns(v, keep)
-        old, c0, c1 = take_columns(labels, keep), new0[keep], new1[keep]
+        act = act[live]
+        x, n, tl = take_columns(x, live), n[live], tl[live]
+        v = None if v is None else take_columns(v, live)
+        old, c0, c1 = take_columns(old, live), c0[live], c1[live]
+        live = np.ones(len(act), dtype=bool)
     return out
 
 
@@ -487,7 +495,6 @@ def e_step(x: Float, valid: Bool | None, mix: Mixtures) -> tuple[Float, Float]:
 def m_step(x: Float, resp: Float, reg_covar: float) -> Mixtures:
     """M-step from responsibilities (2, T, R) over x (T, R); weights normalised to sum 1."""
     nk, means, variances = gaussian_parameters(x, resp, reg_covar)
-    check_variances(variances)
     return Mixtures(nk / (nk[0] + nk[1]), means, variances)
 
 
@@ -503,7 +510,9 @@ def run_em(
     """EM from ``start`` for R columns; each stops on its own. Returns mixtures and bounds.
 
     ``x`` (T, R), ``valid`` (T, R) or None, ``lengths`` (R,). The bound (R,) is the mean
-    log-likelihood of the last E-step; the mixtures are those of the last M-step.
+    log-likelihood of the last E-step; the mixtures are those of the last M-step. Columns
+    that have stopped are recorded at once and dropped from the arrays now and then
+    (:data:`COMPACT_SHARE`); until then their further iterations are ignored.
     """
     n_rows = x.shape[1]
     out_w = np.empty((2, n_rows))
@@ -511,17 +520,17 @@ def run_em(
     out_var = np.empty((2, n_rows))
     out_lb = np.empty(n_rows)
     act = np.arange(n_rows)
+    live = np.ones(n_rows, dtype=bool)
     mix, n = start, lengths.astype(np.float64)
     bound = np.full(n_rows, -np.inf)
     for it in range(1, max_iter + 1):
         prev = bound
-        resp, log_lik = e_step(x, valid, mix)
-        bound = log_lik / n
-        mix = m_step(x, resp, reg_covar)
-        with np.errstate(invalid="ignore"):
-            done = np.abs(bound - prev) < tol
-        if it == max_iter:
-            done[:] = True
+        with np.errstate(invalid="ignore", divide="ignore"):  # stopped columns only
+            resp, log_lik = e_step(x, valid, mix)
+            bound = log_lik / n
+            mix = m_step(x, resp, reg_covar)
+            done = live & ((np.abs(bound - prev) < tol) | (it == max_iter))
+        check_variances(mix.variances[:, live])
         if not done.any():
             continue
         rows = act[done]
@@ -529,13 +538,17 @@ def run_em(
         out_mu[:, rows] = mix.means[:, done]
         out_var[:, rows] = mix.variances[:, done]
         out_lb[rows] = bound[done]
-        keep = ~done
-        if not keep.any():
+        live &= ~done
+        n_live = np.count_nonzero(live)
+        if n_live == 0:
             break
-        act = act[keep]
-        x, n, bound = take_columns(x, keep), n[keep], bound[keep]
-        valid = None if valid is None else take_columns(valid, keep)
-        mix = Mixtures(mix.weights[:, keep], mix.means[:, keep], mix.variances[:, keep])
+        if n_live > (1.0 - COMPACT_SHARE) * len(live):
+            continue
+        act = act[live]
+        x, n, bound = take_columns(x, live), n[live], bound[live]
+        valid = None if valid is None else take_columns(valid, live)
+        mix = Mixtures(mix.weights[:, live], mix.means[:, live], mix.variances[:, live])
+        live = np.ones(len(act), dtype=bool)
     return Mixtures(out_w, out_mu, out_var), out_lb
 
 
