@@ -7,7 +7,7 @@ query (slow background + noise + raised segments over the ground-truth windows, 
 about 0.0-0.4), runs ``localize_traces`` with ``engine="reference"`` once and with
 ``engine="fast"`` several times, and prints the times (fast: median), their ratio, the share
 of queries with the same top window, the headline metrics of both and their differences, and
-the peak resident memory.
+the peak resident memory (VmHWM, else ``resource.getrusage``).
 
 Options:
 
@@ -145,6 +145,19 @@ def reference_threads(n: int | None) -> Iterator[None]:
 
 
 def peak_rss_mib() -> float:
+    """Peak resident memory of this process in MiB.
+
+    ``VmHWM`` from /proc where there is one (it starts afresh at exec); otherwise
+    ``getrusage``'s ``ru_maxrss``, which on Linux carries over the parent's peak into a
+    freshly started child.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
