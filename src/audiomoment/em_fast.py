@@ -560,9 +560,10 @@ def duplicate_sources(labels: Bool, valid: Bool | None, n_q: int, n_init: int) -
     """For each (trace, initialisation), the first initialisation with the same partition.
 
     ``labels``, ``valid`` (T, Q * I) (``valid`` None: nothing padded), columns ordered
-    trace-major. Two labellings are the same partition
-    when equal or equal after swapping the clusters. Returns ``source`` (Q, I) (an index in
-    0..I-1, ``source[q, i] <= i``) and ``flipped`` (Q, I): whether frame 0 is in cluster 1.
+    trace-major. Two labellings are the same partition when equal or equal after swapping
+    the clusters; the EM arithmetic treats both components alike, so such initialisations
+    reach the same bound, bit for bit. Returns ``source`` (Q, I) (an index in 0..I-1,
+    ``source[q, i] <= i``) and ``flipped`` (Q, I): whether frame 0 is in cluster 1.
     """
     flipped = labels[0].reshape(n_q, n_init).copy()
     canonical = labels ^ labels[0]
@@ -642,20 +643,31 @@ def fit_chunk(
     rows_q = np.repeat(np.arange(n_q), n_init)
     vr = None if valid is None else take_columns(valid, rows_q)
     source, flipped = duplicate_sources(labels, vr, n_q, n_init)
-    own = (source == np.arange(n_init)).ravel()
-    uniq = np.flatnonzero(own)
+    uniq = np.flatnonzero((source == np.arange(n_init)).ravel())
     uq = rows_q[uniq]
     xu = take_columns(x, uq)
     vu = None if valid is None else take_columns(valid, uq)
     start = initial_mixtures(xu, take_columns(labels, uniq), vu, lengths[uq], config.reg_covar)
     del labels
     mix, bound_u = run_em(xu, vu, lengths[uq], start, config.tol, config.max_iter, config.reg_covar)
+    return kept_parameters(mix, bound_u, uniq, source, flipped)
 
+
+def kept_parameters(
+    mix: Mixtures, bounds_u: Float, uniq: Int, source: Int, flipped: Bool
+) -> tuple[Float, Float, Float, Float]:
+    """Each trace's kept initialisation, from the EM results of the distinct partitions.
+
+    ``mix`` (2, U), ``bounds_u`` (U,): results of the columns ``uniq`` (U,) of the (Q * I)
+    initialisations; ``source``, ``flipped`` (Q, I) from :func:`duplicate_sources`. An
+    initialisation takes its source's results, components swapped when its clusters are.
+    Returns weights, means, variances (Q, 2) and lower bounds (Q,).
+    """
+    n_q, n_init = source.shape
     slot = np.full(n_q * n_init, -1, dtype=np.int64)
     slot[uniq] = np.arange(len(uniq))
-    src_rows = (np.arange(n_q)[:, None] * n_init + source).ravel()
-    src_slot = slot[src_rows].reshape(n_q, n_init)
-    bounds = bound_u[src_slot]
+    src_slot = slot[(np.arange(n_q)[:, None] * n_init + source).ravel()].reshape(n_q, n_init)
+    bounds = bounds_u[src_slot]
     best = select_initialisation(bounds)
     qi = np.arange(n_q)
     k = src_slot[qi, best]
