@@ -78,7 +78,9 @@ def official_encoder(state: dict) -> Callable | None:
     return run
 
 
-def our_encoder(state: dict, precision: str = "float32", workers: int | None = None):
+def our_encoder(
+    state: dict, precision: str = "float32", workers: int | None = None, device: str = "cpu"
+):
     from audiomoment.checkpoint import head_from_state
     from audiomoment.clap.htsat import CHECKPOINT_PREFIX, HTSAT, UNUSED_KEYS
     from audiomoment.clap.model import AudioEncoder
@@ -89,7 +91,7 @@ def our_encoder(state: dict, precision: str = "float32", workers: int | None = N
                if k.startswith(CHECKPOINT_PREFIX)}
     load_into(htsat, {k: v for k, v in tensors.items() if k not in UNUSED_KEYS}, "random")
     return AudioEncoder(htsat, head_from_state(state, "audio"), precision,  # type: ignore[arg-type]
-                        workers=workers)
+                        workers=workers, device=device)
 
 
 def rate(run: Callable[[np.ndarray], np.ndarray], batch: int, seconds: float) -> float:
@@ -173,22 +175,15 @@ def speed(args: argparse.Namespace) -> None:
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
     if torch.cuda.is_available():
-        from audiomoment.clap.htsat import HTSAT
-
-        print(f"\nGPU: {torch.cuda.get_device_name(0)}")
-        model: HTSAT = ours.htsat.to("cuda")
-        for batch in args.batch_sizes:
-            xs = torch.from_numpy(sample_windows(batch)).cuda() if batch <= 6 else \
-                0.1 * torch.randn(batch, 44100, device="cuda")
-            with torch.inference_mode():
-                model(xs)
-                torch.cuda.synchronize()
-                start, n = time.perf_counter(), 0
-                while time.perf_counter() - start < args.seconds:
-                    model(xs)
-                    n += batch
-                torch.cuda.synchronize()
-            print(f"  batch {batch:>4d}: {n / (time.perf_counter() - start):10.1f} windows/s")
+        print(f"\nGPU: {torch.cuda.get_device_name(0)} (windows per second, host copies "
+              "included)")
+        gpu = our_encoder(state, device="cuda")
+        gpu_bf16 = our_encoder(state, "bfloat16", device="cuda")
+        feats = gpu.features(x)
+        print(f"  float32 deviation from {ref_name}: {np.max(np.abs(feats - ref)):.2e}")
+        for batch in [*args.batch_sizes, 128]:
+            print(f"  batch {batch:>4d}: float32 {rate(gpu.features, batch, args.seconds):9.1f}"
+                  f"   bf16 {rate(gpu_bf16.features, batch, args.seconds):9.1f}", flush=True)
 
 
 CHILD = r"""

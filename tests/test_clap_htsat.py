@@ -221,3 +221,39 @@ def test_load_into_reports_shape_mismatch(audio_state: dict) -> None:
     tensors["norm.weight"] = torch.ones(512)
     with pytest.raises(InputError, match=r"norm\.weight has shape \(512,\), expected \(768,\)"):
         load_into(HTSAT(), tensors, "ckpt")
+
+
+def test_workers_and_bfloat16(htsat: HTSAT) -> None:
+    import copy
+
+    from audiomoment.checkpoint import random_projection_head
+    from audiomoment.clap.model import AudioEncoder
+
+    head = random_projection_head(np.random.default_rng(0))
+    x = (0.1 * np.random.default_rng(4).standard_normal((5, 44100))).astype(np.float32)
+    one = AudioEncoder(htsat, head, workers=1).features(x)
+    two = AudioEncoder(htsat, head, workers=2).features(x)
+    assert one.shape == (5, 768) and one.dtype == np.float32
+    assert np.max(np.abs(one - two)) < 1e-5
+    bf16 = AudioEncoder(copy.deepcopy(htsat), head, "bfloat16", workers=2).features(x)
+    assert np.all(np.isfinite(bf16))
+    # lossy, but close: a few hundredths at most on features of order 1
+    assert np.max(np.abs(bf16 - one)) < 0.2
+    assert htsat.compute_dtype == torch.float32
+
+
+def test_changed_weights_are_never_served_from_the_packed_copy() -> None:
+    from audiomoment.clap.htsat import linear, pack_linear_weight
+
+    layer = torch.nn.Linear(16, 8)
+    pack_linear_weight(layer)
+    x = torch.randn(3, 16)
+    with torch.inference_mode():
+        before = linear(x, layer)
+    with torch.no_grad():
+        layer.weight.mul_(2.0)
+    with torch.inference_mode():
+        after = linear(x, layer)
+        expected = torch.nn.functional.linear(x, layer.weight, layer.bias)
+    assert torch.allclose(after, expected, atol=1e-6)
+    assert not torch.allclose(before, after)

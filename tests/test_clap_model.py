@@ -3,6 +3,8 @@ GPT-2 buffers), the text encoder's tokenisation convention, and finding weights 
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -217,3 +219,25 @@ def test_explicit_paths_are_checked(tmp_path: Path) -> None:
     (tmp_path / "tok" / "vocab.json").write_text("{}")
     with pytest.raises(InputError, match=r"has no merges\.txt"):
         resolve_tokenizer(tmp_path / "tok")
+
+
+@pytest.mark.skipif(
+    not os.environ.get("AUDIOMOMENT_PARITY_PYTHON"),
+    reason="set AUDIOMOMENT_PARITY_PYTHON to a python with the official msclap installed",
+)
+def test_parity_with_the_official_model_classes() -> None:
+    """tools/parity_msclap.py in the official package's own environment: identical random
+    weights, embeddings within 1e-4."""
+    script = Path(__file__).resolve().parents[1] / "tools" / "parity_msclap.py"
+    proc = subprocess.run([os.environ["AUDIOMOMENT_PARITY_PYTHON"], str(script)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert "token ids identical: True" in proc.stdout
+
+
+def test_unknown_or_missing_device_is_an_input_error(clap_files: tuple[Path, Path]) -> None:
+    with pytest.raises(InputError, match="unknown device"):
+        load_clap(*clap_files, device="tpu:x")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA GPU"):
+            load_clap(*clap_files, device="cuda")

@@ -26,6 +26,8 @@ def _add_model_options(p: argparse.ArgumentParser, text: bool = True) -> None:
                    help="run the audio transformer in bfloat16 (faster on CPUs with bfloat16 "
                         "support; lossy: embeddings deviate slightly from float32)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--device", default="cpu",
+                   help="where the audio encoder runs: cpu (default), cuda, cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -55,7 +57,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
     audio_info(args.audio)  # a bad file fails before the model loads
     model = load_clap(args.checkpoint, args.tokenizer,
-                      precision="bfloat16" if args.bf16 else "float32", threads=args.threads)
+                      precision="bfloat16" if args.bf16 else "float32", threads=args.threads,
+                      device=args.device)
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
     try:
         config = LocalizeConfig(max_windows=args.top, engine=args.engine)
@@ -105,6 +108,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     model = load_clap(
         args.checkpoint, args.tokenizer, audio=bool(args.audio), text=bool(args.annotations),
         precision="bfloat16" if args.bf16 else "float32", threads=args.threads,
+        device=args.device,
     )
     progress = _progress(args)
     if args.audio:

@@ -103,8 +103,11 @@ def extract_text_features(
     if model is None:
         model = load_clap(checkpoint, tokenizer, audio=False, text=True)
     encoder = model.require_text()
-    captions = sorted({str(r["query"]) for r in rows})
-    states: dict[str, np.ndarray] = {}
+    by_caption: dict[str, list[str]] = {}
+    for row in rows:
+        by_caption.setdefault(str(row["query"]), []).append(qid_key(row["qid"]))
+    captions = sorted(by_caption)
+    written = []
     disable = None if progress is None else not progress
     step = max(1, batch_size) * 8
     with tqdm(total=len(captions), desc="queries", unit="query", disable=disable) as bar:
@@ -112,13 +115,11 @@ def extract_text_features(
             chunk = captions[start : start + step]
             for caption, hidden in zip(chunk, encoder.hidden_states(chunk, batch_size),
                                        strict=True):
-                states[caption] = hidden
+                for qid in by_caption[caption]:
+                    target = Path(out_dir) / TEXT_DIR / f"{qid}.npz"
+                    save_npz(target, last_hidden_state=hidden.astype(np.float32))
+                    written.append(target)
             bar.update(len(chunk))
-    written = []
-    for row in rows:
-        target = Path(out_dir) / TEXT_DIR / f"{qid_key(row['qid'])}.npz"
-        save_npz(target, last_hidden_state=states[str(row["query"])].astype(np.float32))
-        written.append(target)
     if neutral:
         target = Path(out_dir) / NEUTRAL_FILE
         save_npy(target, model.neutral_embedding(cache_dir))

@@ -26,6 +26,7 @@ Parameter and buffer names match the official state dict under
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -294,8 +295,10 @@ def linear(x: Tensor, layer: nn.Linear, gelu: bool = False) -> Tensor:
         and x.dtype in (torch.float32, torch.bfloat16)
         and onednn_linear_ok()
     ):
-        packed = getattr(layer, "packed_weight", None)
-        weight = packed if packed is not None and packed.dtype == x.dtype else layer.weight
+        weight = layer.weight
+        entry = _PACKED.get(layer)
+        if entry is not None and entry[0].dtype == x.dtype and entry[1:] == _weight_stamp(layer):
+            weight = entry[0]  # packed from exactly these values
         return torch.ops.mkldnn._linear_pointwise(
             x, weight, layer.bias, "gelu" if gelu else "none", [], "none" if gelu else ""
         )
@@ -307,19 +310,30 @@ def linear(x: Tensor, layer: nn.Linear, gelu: bool = False) -> Tensor:
 PACKING_ROWS = 1024
 
 
+#: oneDNN-packed weights by layer, kept outside the modules so that copying or saving a
+#: module never meets these opaque tensors.
+_PACKED: weakref.WeakKeyDictionary[nn.Linear, tuple[Tensor, int, int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _weight_stamp(layer: nn.Linear) -> tuple[int, int]:
+    """Identifies the weight's current values: its storage and in-place version."""
+    return layer.weight.data_ptr(), layer.weight._version
+
+
 def pack_linear_weight(layer: nn.Linear) -> None:
-    """Store ``layer.weight`` reordered into oneDNN's blocked layout as
-    ``layer.packed_weight`` (saves the reorder on every call; same results), or None."""
-    layer.packed_weight = None  # type: ignore[assignment]
+    """Keep ``layer.weight`` reordered into oneDNN's blocked layout for :func:`linear`
+    (saves the reorder on every call; same results); dropped when it cannot be made."""
+    _PACKED.pop(layer, None)
     if layer.weight.device.type != "cpu" or not onednn_linear_ok():
         return
     try:
         with torch.no_grad():
-            layer.packed_weight = torch.ops.mkldnn._reorder_linear_weight(  # type: ignore[assignment]
-                layer.weight.detach(), PACKING_ROWS
-            )
+            packed = torch.ops.mkldnn._reorder_linear_weight(layer.weight.detach(), PACKING_ROWS)
+            _PACKED[layer] = (packed, *_weight_stamp(layer))
     except Exception:  # a build without the reorder: the plain weight is used
-        layer.packed_weight = None  # type: ignore[assignment]
+        _PACKED.pop(layer, None)
 
 
 class WindowAttention(nn.Module):

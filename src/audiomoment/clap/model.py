@@ -36,6 +36,7 @@ from audiomoment.clap.weights import (
     resolve_tokenizer,
 )
 from audiomoment.config import NEUTRAL_PHRASES
+from audiomoment.errors import InputError
 from audiomoment.projection import project
 from audiomoment.traces import neutral_embedding
 
@@ -47,32 +48,37 @@ class AudioEncoder:
     """Audio windows (n, 44100) at 44.1 kHz -> (n, 768) HTS-AT embeddings (float32).
 
     ``precision="bfloat16"`` runs the transformer in bfloat16 (lossy: faster on CPUs with
-    bfloat16 support; the benchmark reports its deviation). ``workers``: a batch is split
-    into this many parts, run at the same time on as many threads with one torch thread
-    each (None: torch's thread count); on a few CPU cores this uses them better than
-    splitting every operation. The result does not depend on ``workers``.
+    bfloat16 support; the benchmark reports its deviation). ``workers`` (CPU only): a batch
+    is split into parts that this many threads run at the same time, each with one torch
+    thread (None: torch's thread count); on a few cores this uses them better than splitting
+    every operation. ``device``: "cpu" or a CUDA device. Results do not depend on
+    ``workers``.
     """
 
     def __init__(
         self, htsat: HTSAT, head: ProjectionHead, precision: Precision = "float32",
-        workers: int | None = None,
+        workers: int | None = None, device: str = "cpu",
     ) -> None:
         import torch
 
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
-        self.htsat = htsat.set_compute_dtype(dtype)
+        self.device = torch.device(device)
+        self.htsat = htsat.to(self.device).set_compute_dtype(dtype)
         self.head = head
         self.precision = precision
+        on_cpu = self.device.type == "cpu"
         self.workers = max(1, workers if workers is not None else torch.get_num_threads())
+        if not on_cpu:
+            self.workers = 1
         self._pool: ThreadPoolExecutor | None = None
 
     def _forward(self, x: Any) -> Any:
         import torch
 
         with torch.inference_mode():
-            return self.htsat(x)
+            return self.htsat(x.to(self.device)).cpu()
 
     def _forward_single_thread(self, x: Any) -> Any:
         import torch
@@ -87,12 +93,14 @@ class AudioEncoder:
         x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
         if x.ndim != 2:
             raise ValueError(f"expected (n, samples) windows, got shape {tuple(x.shape)}")
-        parts = min(self.workers, x.shape[0])
-        if parts <= 1:
+        if min(self.workers, x.shape[0]) <= 1:
             out = self._forward(x)
         else:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="htsat")
+            # a few more parts than workers: a worker slowed by other load takes fewer
+            parts = min(x.shape[0], 2 * self.workers if x.shape[0] >= 4 * self.workers
+                        else self.workers)
             threads = torch.get_num_threads()
             try:
                 out = torch.cat(list(self._pool.map(self._forward_single_thread,
@@ -238,18 +246,26 @@ def load_clap(
     text: bool = True,
     precision: Precision = "float32",
     threads: int | None = None,
+    device: str = "cpu",
 ) -> ClapModel:
     """Load the parts of MS-CLAP 2023 that are asked for, strictly.
 
     ``checkpoint``: the file (None: Hugging Face cache, else download); ``tokenizer``: a
     folder with GPT-2's vocab.json and merges.txt (None: cache, else download; only read
-    when ``text``). ``threads``: torch's CPU threads (None: leave as is).
+    when ``text``). ``threads``: torch's CPU threads (None: leave as is). ``device``: where
+    the audio encoder runs ("cpu", "cuda", "cuda:1"...; the text encoder stays on the CPU).
     Raises :class:`InputError` for missing files or a checkpoint that does not match.
     """
     import torch
 
     if threads is not None:
         torch.set_num_threads(max(1, int(threads)))
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"unknown device {device!r}") from None
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} asked for, but torch sees no CUDA GPU")
     path = resolve_checkpoint(checkpoint)
     tokenizer_dir = resolve_tokenizer(tokenizer) if text else None
     state = load_state_dict(path)
@@ -263,7 +279,7 @@ def load_clap(
         load_into(htsat, {k[len("base.htsat."):]: v for k, v in tensors.items()
                           if k.startswith("base.htsat.")}, source)
         model.heads["audio"] = head_from_state(state, "audio", source)
-        model.audio = AudioEncoder(htsat, model.heads["audio"], precision)
+        model.audio = AudioEncoder(htsat, model.heads["audio"], precision, device=device)
     if text:
         expected = [f"base.{k}" for k in gpt2_keys()]
         expected += [f"projection.{k}" for k in HEAD_KEYS]
