@@ -174,6 +174,30 @@ def speed(args: argparse.Namespace) -> None:
         print("  " + "".join(cells), flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
+    # one thread, process CPU time: how much work a window takes, whatever else runs
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        batch = 8
+        print(f"\nsingle-thread work per window (batch {batch}, process CPU time, best of "
+              f"{args.rounds}): windows per CPU-second")
+        single = {"ours": our_encoder(state, workers=1).features}
+        if bf16 is not None:
+            single["ours bf16"] = our_encoder(state, "bfloat16", workers=1).features
+        if official is not None:
+            single = {"official": official, **single}
+        xs = (0.1 * np.random.default_rng(0).standard_normal((batch, 44100))).astype(np.float32)
+        found: dict[str, float] = {}
+        for _ in range(args.rounds):
+            for name, run in single.items():
+                run(xs)
+                start = time.process_time()
+                run(xs)
+                found[name] = max(found.get(name, 0.0), batch / (time.process_time() - start))
+        print("  " + "   ".join(f"{name} {value:.2f}" for name, value in found.items()))
+    finally:
+        torch.set_num_threads(threads)
+
     if torch.cuda.is_available():
         print(f"\nGPU: {torch.cuda.get_device_name(0)} (windows per second, host copies "
               "included)")

@@ -71,7 +71,8 @@ def hub_file(repo_id: str, filename: str, how_to_provide: str) -> Path:
     try:
         return Path(hf_hub_download(repo_id, filename))
     except Exception as exc:
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        text = str(exc).strip()
+        reason = text.splitlines()[0].split(". ")[0][:200] if text else type(exc).__name__
         raise InputError(
             f"could not download {filename} from the Hugging Face repository {repo_id} "
             f"({reason}): {how_to_provide}"
