@@ -33,7 +33,7 @@ def run_demo(out_dir: Path, seed: int = 0, config: LocalizeConfig | None = None)
     for system in (1, 2):
         run = predict_dataset(
             annotations, paths["audio_features"].parent, system=system, heads=heads,
-            neutral=neutral, config=config, cache_dir=None,
+            neutral=neutral, config=config, cache_dir=out_dir / "cache",
         )
         write_predictions(out_dir / f"predictions_system{system}.jsonl", run.rows)
         metrics = evaluate(annotations, run.rows)
