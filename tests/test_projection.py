@@ -65,10 +65,10 @@ def test_checkpoint_errors(tmp_path, checkpoint):
         load_projection_heads(tmp_path / "missing.pth")
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(InputError, match="junk.pth: not a readable torch checkpoint"):
+    with pytest.raises(InputError, match=r"junk\.pth: not a readable torch checkpoint"):
         load_projection_heads(junk)
     partial = {k: v for k, v in state.items() if "linear2" not in k}
-    with pytest.raises(InputError, match="missing key audio_encoder.projection.linear2.weight"):
+    with pytest.raises(InputError, match=r"missing key audio_encoder\.projection\.linear2\.weight"):
         head_from_state(partial, "audio", "x.pth")
     bad = dict(state)
     bad["audio_encoder.projection.linear2.weight"] = torch.zeros(5, 5)

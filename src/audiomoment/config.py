@@ -41,7 +41,7 @@ class LocalizeConfig:
     threshold: float = 0.45
     peak_weight: float = 0.3
     max_windows: int = 10
-    engine: Engine = "reference"
+    engine: Engine = "fast"
     hop_s: float = 1.0
 
     def __post_init__(self) -> None:
