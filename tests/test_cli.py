@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from audiomoment.cli import main
@@ -79,7 +80,9 @@ def test_evaluate_prints_table_and_writes_standard_json(tiny_dataset, tmp_path, 
     assert "MR-full-mAP" in metrics["brief"]
 
 
-def test_system1_without_neutral_is_a_clear_error(tiny_dataset, tmp_path, capsys):
+def test_system1_without_neutral_is_a_clear_error(tiny_dataset, tmp_path, capsys, monkeypatch):
+    # the heads-only checkpoint has no text encoder to compute the neutral embedding with
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, _, err = run_cli(
         capsys, "predict", "--annotations", tiny_dataset["annotations"],
         "--features", tiny_dataset["features"], "--checkpoint", tiny_dataset["checkpoint"],
@@ -134,3 +137,28 @@ def test_window_baseline_system(tiny_dataset, tmp_path, capsys):
     # the planted q1 event covers 10..20 s: the best window overlaps it
     start, end, _ = rows[0]["pred_relevant_windows"][0]
     assert start < 20 and end > 10
+
+
+def test_system1_neutral_from_the_checkpoint_text_encoder(tiny_dataset, tmp_path, capsys,
+                                                          tmp_path_factory, monkeypatch):
+    from audiomoment.clap.model import load_clap
+    from audiomoment.clap.synthetic import ensure_random_checkpoint, write_tiny_tokenizer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    root = tmp_path_factory.getbasetemp() / "clap-random"  # shared with the model tests
+    ckpt = ensure_random_checkpoint(root / "CLAP_weights_2023.pth", seed=0)
+    tok = root / "tokenizer"
+    if not (tok / "merges.txt").is_file():
+        write_tiny_tokenizer(tok)
+    neutral = load_clap(ckpt, tok, audio=False).neutral_embedding(None)
+    np.save(tmp_path / "neutral.npy", neutral)
+    common = ["predict", "--annotations", tiny_dataset["annotations"], "--features",
+              tiny_dataset["features"], "--checkpoint", ckpt, "--system", "1",
+              "--cache-dir", tmp_path / "cache"]
+    code, _, err = run_cli(capsys, *common, "--tokenizer", tok, "--out", tmp_path / "a.jsonl")
+    assert code == 0, err
+    assert list((tmp_path / "cache" / "neutral").glob("*.npy"))  # cached for the next run
+    code, _, err = run_cli(capsys, *common, "--neutral-embedding", tmp_path / "neutral.npy",
+                           "--out", tmp_path / "b.jsonl")
+    assert code == 0, err
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()

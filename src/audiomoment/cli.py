@@ -51,8 +51,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not Path(args.features).is_dir():
         raise InputError(f"{args.features}: features folder not found")
     heads = load_projection_heads(args.checkpoint) if args.checkpoint else None
-    neutral = load_neutral_embedding(args.neutral_embedding) if args.neutral_embedding else None
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    if args.neutral_embedding:
+        neutral = load_neutral_embedding(args.neutral_embedding)
+    elif args.system == 1 and args.checkpoint:
+        neutral = _neutral_from_checkpoint(args.checkpoint, args.tokenizer, cache)
+    else:
+        neutral = None
     run = predict_dataset(
         annotations, args.features, system=args.system, heads=heads, neutral=neutral,
         config=config, cache_dir=cache,
@@ -70,6 +75,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         for stage, seconds in run.timings_s.items():
             print(f"  {stage:<13s}{seconds:8.2f} s")
     return 0
+
+
+def _neutral_from_checkpoint(checkpoint: str, tokenizer: str | None, cache: object) -> object:
+    """System 1's neutral embedding from the checkpoint's text encoder (cached)."""
+    from audiomoment.clap.model import load_clap
+
+    try:
+        model = load_clap(checkpoint, tokenizer, audio=False, text=True)
+    except InputError as exc:
+        raise InputError(
+            f"{exc}; System 1 needs the text encoder for its neutral embedding, "
+            "or pass --neutral-embedding N.npy"
+        ) from None
+    return model.neutral_embedding(cache)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -136,7 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", type=_system, choices=[1, 2, "window"], default=1,
                    help="1: GMM + background contrast; 2: GMM on the similarity trace; "
                    "window: sliding-window clip retrieval baseline")
-    p.add_argument("--neutral-embedding", help="1024-d neutral embedding (.npy) for System 1")
+    p.add_argument("--neutral-embedding", help="1024-d neutral embedding (.npy) for System 1 "
+                   "(default: computed with the checkpoint's text encoder)")
+    p.add_argument("--tokenizer", help="GPT-2 tokenizer folder for that (default: the Hugging "
+                   "Face cache, else download)")
     p.add_argument("--out", required=True, help="predictions JSON Lines file to write")
     p.add_argument("--cache-dir", help="projected-feature cache (default ~/.cache/audiomoment)")
     p.add_argument("--no-cache", action="store_true", help="do not cache projected features")
