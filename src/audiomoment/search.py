@@ -139,7 +139,10 @@ def search_model(
         raise InputError(
             f"{path}: {feats.shape[0]} one-second window; searching needs at least 2 s of audio"
         )
-    audio = project(feats, model.heads["audio"])
+    head = model.heads["audio"]
+    step = 2048  # projected in chunks: bounded temporaries for long recordings
+    audio = np.concatenate([project(feats[i : i + step], head)
+                            for i in range(0, feats.shape[0], step)])
     query_emb = model.text_embeddings(list(queries))
     neutral = model.neutral_embedding(cache_dir) if system == 1 else None
     results = []
