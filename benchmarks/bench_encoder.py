@@ -24,6 +24,22 @@ from the OS.
     .venv/bin/python benchmarks/bench_encoder.py                   # speed + 3-hour memory
     .venv/bin/python benchmarks/bench_encoder.py --hours 0.25      # a shorter file
     .venv/bin/python benchmarks/bench_encoder.py --no-memory --batch-sizes 1,8
+
+Measured on the project's 2-core machine (AMD EPYC, AVX-512 with bfloat16; torch 2.13.0 CPU,
+2 threads; random weights; load average 0.75 at the start), same machine and run for all:
+
+    deviation from official (6 windows, max abs): ours 1.2e-05 on 768-d features, 4.9e-07 on
+    joint embeddings; ours bf16 3.5e-02 and 1.2e-03
+
+    windows/s   batch   official    ours   ours, 1 worker   ours bf16   speed-up
+                    1       7.85   11.10            11.79       15.86      1.41x
+                    8       8.22   12.67            10.54       19.50      1.54x
+                   32       5.64   12.18             7.47       15.90      2.16x
+
+    single thread, windows per CPU-second (batch 8): official 5.09, ours 6.57, ours bf16 11.33
+
+    search on a 3-hour recording (10800 windows, batch 8): 893 s end to end (12.1 windows/s,
+    about 5 minutes per hour of audio), peak RSS 1580 MiB (1.54 GiB)
 """
 
 from __future__ import annotations
