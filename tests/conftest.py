@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from audiomoment.checkpoint import head_state, random_projection_head, save_checkpoint
+from audiomoment.clap.synthetic import ensure_random_checkpoint, write_tiny_tokenizer
 
 
 def shared_data_dir() -> Path:
@@ -24,6 +25,18 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data not found at {path} (set AUDIOMOMENT_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def clap_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A random full-size MS-CLAP 2023 checkpoint (official layout, legacy GPT-2 buffers
+    included) and a tiny GPT-2-format tokenizer, built once per session."""
+    root = tmp_path_factory.getbasetemp() / "clap-random"
+    ckpt = ensure_random_checkpoint(root / "CLAP_weights_2023.pth", seed=0)
+    tok = root / "tokenizer"
+    if not (tok / "merges.txt").is_file():
+        write_tiny_tokenizer(tok)
+    return ckpt, tok
 
 
 def write_jsonl(path: Path, rows: list) -> Path:

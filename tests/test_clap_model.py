@@ -16,21 +16,8 @@ import torch
 import audiomoment.clap.model as clap_model
 from audiomoment.clap import load_clap, query_position
 from audiomoment.clap.model import ClapModel, cached_file_digest
-from audiomoment.clap.synthetic import ensure_random_checkpoint, write_tiny_tokenizer
 from audiomoment.clap.weights import resolve_checkpoint, resolve_tokenizer
 from audiomoment.errors import InputError
-
-
-@pytest.fixture(scope="session")
-def clap_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A random full-size checkpoint (official layout, legacy GPT-2 buffers included) and a
-    tiny GPT-2-format tokenizer, shared by every module of the session."""
-    root = tmp_path_factory.getbasetemp() / "clap-random"
-    ckpt = ensure_random_checkpoint(root / "CLAP_weights_2023.pth", seed=0)
-    tok = root / "tokenizer"
-    if not (tok / "merges.txt").is_file():
-        write_tiny_tokenizer(tok)
-    return ckpt, tok
 
 
 @pytest.fixture(scope="module")

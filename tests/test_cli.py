@@ -140,16 +140,11 @@ def test_window_baseline_system(tiny_dataset, tmp_path, capsys):
 
 
 def test_system1_neutral_from_the_checkpoint_text_encoder(tiny_dataset, tmp_path, capsys,
-                                                          tmp_path_factory, monkeypatch):
+                                                          clap_files, monkeypatch):
     from audiomoment.clap.model import load_clap
-    from audiomoment.clap.synthetic import ensure_random_checkpoint, write_tiny_tokenizer
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    root = tmp_path_factory.getbasetemp() / "clap-random"  # shared with the model tests
-    ckpt = ensure_random_checkpoint(root / "CLAP_weights_2023.pth", seed=0)
-    tok = root / "tokenizer"
-    if not (tok / "merges.txt").is_file():
-        write_tiny_tokenizer(tok)
+    ckpt, tok = clap_files
     neutral = load_clap(ckpt, tok, audio=False).neutral_embedding(None)
     np.save(tmp_path / "neutral.npy", neutral)
     common = ["predict", "--annotations", tiny_dataset["annotations"], "--features",

@@ -17,23 +17,11 @@ import soundfile as sf
 
 from audiomoment import cli
 from audiomoment.clap import ClapModel, load_clap
-from audiomoment.clap.synthetic import ensure_random_checkpoint, write_tiny_tokenizer
 from audiomoment.cli_model import add_model_commands
 from audiomoment.errors import InputError
 from audiomoment.search import SearchResult, search_audio
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def clap_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The session's random checkpoint and tiny tokenizer (built once, shared)."""
-    root = tmp_path_factory.getbasetemp() / "clap-random"
-    ckpt = ensure_random_checkpoint(root / "CLAP_weights_2023.pth", seed=0)
-    tok = root / "tokenizer"
-    if not (tok / "merges.txt").is_file():
-        write_tiny_tokenizer(tok)
-    return ckpt, tok
 
 
 @pytest.fixture(scope="module")
