@@ -48,6 +48,7 @@ from audiomoment.config import LocalizeConfig
 from audiomoment.em_fast import fit_fast
 from audiomoment.evaluate import evaluate
 from audiomoment.localize import LocalizationResult, localize_traces
+from audiomoment.simulate import clap_like_trace
 
 ANNOTATIONS = {
     "castella": "castella/castella_test_release.jsonl",
@@ -70,31 +71,6 @@ def default_data_dir() -> Path:
 def read_rows(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
-
-
-def clap_like_trace(
-    rng: np.random.Generator, duration_s: float, windows: Sequence[Sequence[float]]
-) -> NDArray[np.float64]:
-    """One CLAP-like similarity trace (T,), T = round(duration_s), events over ``windows``.
-
-    Background level 0.05-0.25 with a slow drift, frame noise, and a raised plateau of small
-    contrast (0.01-0.12, jittered per window) over each window, weighted by frame overlap;
-    sometimes a distracting bump elsewhere.
-    """
-    n = max(2, round(duration_s))
-    t = np.arange(n)
-    drift = gaussian_filter1d(rng.normal(size=n), rng.uniform(4, 15), mode="reflect")
-    drift *= rng.uniform(0.005, 0.04) / max(float(np.std(drift)), 1e-12)
-    x = rng.uniform(0.05, 0.25) + drift + rng.uniform(0.01, 0.035) * rng.normal(size=n)
-    contrast = rng.uniform(0.01, 0.12)
-    for start, end in windows:
-        overlap = np.clip(np.minimum(t + 1, end) - np.maximum(t, start), 0, 1)
-        x += contrast * rng.uniform(0.7, 1.3) * overlap
-    if rng.random() < 0.3:
-        a = int(rng.integers(0, n))
-        width = int(rng.integers(1, max(2, n // 8)))
-        x[a : a + width] += contrast * rng.uniform(0.3, 1.0)
-    return x
 
 
 def workload(

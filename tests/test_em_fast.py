@@ -32,6 +32,7 @@ from audiomoment.em_fast import (
 from audiomoment.evaluate import evaluate
 from audiomoment.localize import localize_traces
 from audiomoment.mixture import MixtureFit, fit_reference
+from audiomoment.simulate import clap_like_trace
 
 FAST = LocalizeConfig(engine="fast")
 REFERENCE = LocalizeConfig(engine="reference")
@@ -46,29 +47,6 @@ HEADLINE = (
 
 # ---------------------------------------------------------------------------------------------
 # Trace generators
-
-
-def clap_like_trace(
-    rng: np.random.Generator, duration_s: float, windows: list[list[float]]
-) -> NDArray[np.float64]:
-    """A CLAP-like similarity trace (T,), T = round(duration_s), raised over ``windows``.
-
-    Background 0.05-0.25 with a slow drift and frame noise; events add a small contrast
-    (0.01-0.12), weighted by the frame's overlap with the window; sometimes a distractor.
-    """
-    n = max(2, round(duration_s))
-    t = np.arange(n)
-    drift = gaussian_filter1d(rng.normal(size=n), rng.uniform(4, 15), mode="reflect")
-    drift *= rng.uniform(0.005, 0.04) / max(float(np.std(drift)), 1e-12)
-    x = rng.uniform(0.05, 0.25) + drift + rng.uniform(0.01, 0.035) * rng.normal(size=n)
-    contrast = rng.uniform(0.01, 0.12)
-    for start, end in windows:
-        overlap = np.clip(np.minimum(t + 1, end) - np.maximum(t, start), 0, 1)
-        x += contrast * rng.uniform(0.7, 1.3) * overlap
-    if rng.random() < 0.3:
-        a = int(rng.integers(0, n))
-        x[a : a + int(rng.integers(1, max(2, n // 8)))] += contrast * rng.uniform(0.3, 1.0)
-    return x
 
 
 def random_windows(rng: np.random.Generator, duration_s: float) -> list[list[float]]:
