@@ -46,7 +46,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from audiomoment.config import LocalizeConfig
 from audiomoment.em_fast import fit_fast
-from audiomoment.evaluate import evaluate
+from audiomoment.evaluate import HEADLINE_KEYS, evaluate
 from audiomoment.localize import LocalizationResult, localize_traces
 from audiomoment.simulate import clap_like_trace
 
@@ -54,13 +54,7 @@ ANNOTATIONS = {
     "castella": "castella/castella_test_release.jsonl",
     "clotho": "clotho_moment/clotho_moment_test_release.jsonl",
 }
-HEADLINE = (
-    "MR-full-R1@0.5",
-    "MR-full-R1@0.7",
-    "MR-full-mAP",
-    "MR-full-mAP@0.5",
-    "MR-full-mAP@0.75",
-)
+HEADLINE = tuple(HEADLINE_KEYS.values())
 
 
 def default_data_dir() -> Path:

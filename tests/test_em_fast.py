@@ -29,20 +29,14 @@ from audiomoment.em_fast import (
     select_initialisation,
     time_sums,
 )
-from audiomoment.evaluate import evaluate
+from audiomoment.evaluate import HEADLINE_KEYS, evaluate
 from audiomoment.localize import localize_traces
 from audiomoment.mixture import MixtureFit, fit_reference
 from audiomoment.simulate import clap_like_trace
 
 FAST = LocalizeConfig(engine="fast")
 REFERENCE = LocalizeConfig(engine="reference")
-HEADLINE = (
-    "MR-full-R1@0.5",
-    "MR-full-R1@0.7",
-    "MR-full-mAP",
-    "MR-full-mAP@0.5",
-    "MR-full-mAP@0.75",
-)
+HEADLINE = tuple(HEADLINE_KEYS.values())
 
 
 # ---------------------------------------------------------------------------------------------
