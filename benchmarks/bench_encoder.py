@@ -26,17 +26,20 @@ from the OS.
     .venv/bin/python benchmarks/bench_encoder.py --no-memory --batch-sizes 1,8
 
 Measured on the project's 2-core machine (AMD EPYC, AVX-512 with bfloat16; torch 2.13.0 CPU,
-2 threads; random weights; load average 0.75 at the start), same machine and run for all:
+2 threads; random weights; load average 0.56 at the start), same machine and run for all:
 
     deviation from official (6 windows, max abs): ours 1.2e-05 on 768-d features, 4.9e-07 on
     joint embeddings; ours bf16 3.5e-02 and 1.2e-03
 
     windows/s   batch   official    ours   ours, 1 worker   ours bf16   speed-up
-                    1       7.85   11.10            11.79       15.86      1.41x
-                    8       8.22   12.67            10.54       19.50      1.54x
-                   32       5.64   12.18             7.47       15.90      2.16x
+                    1       8.49   10.63            10.88       16.44      1.25x
+                    8       8.48   13.44            11.10       20.99      1.58x
+                   32       7.02   12.84            10.02       21.88      1.83x
 
-    single thread, windows per CPU-second (batch 8): official 5.09, ours 6.57, ours bf16 11.33
+    float32 ceiling: 11.64 GFLOP per window at 188 GFLOP/s = 16.12 windows/s; ours reaches
+    83% of it, official 53%
+
+    single thread, windows per CPU-second (batch 8): official 4.72, ours 6.56, ours bf16 11.27
 
     search on a 3-hour recording (10800 windows, batch 8): 893 s end to end (12.1 windows/s,
     about 5 minutes per hour of audio), peak RSS 1580 MiB (1.54 GiB)
@@ -139,6 +142,38 @@ def joint(features: np.ndarray, state: dict) -> np.ndarray:
     return project(features, head_from_state(state, "audio"))
 
 
+def float32_ceiling(seconds: float = 3.0) -> tuple[float, float, float]:
+    """(GFLOP per window, float32 matrix-product GFLOP/s here, ceiling in windows/s).
+
+    The encoder's floating-point operations per 1-s window are counted by torch's
+    FlopCounterMode (matrix products, convolutions and attention: everything else is a
+    rounding error next to them); the peak is the median rate of a 2048 x 2048 float32
+    matrix product with torch's threads. No float32 implementation of these layers on this
+    CPU can run faster than their ratio.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from audiomoment.clap.htsat import HTSAT
+
+    model = HTSAT().prepare()  # zero weights: the count does not depend on the values
+    counter = FlopCounterMode(display=False)
+    with counter:  # gradients on, so every layer runs as plain torch ops the counter sees
+        model(torch.zeros(1, 44100))
+    gflop = counter.get_total_flops() / 1e9
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    rates = []
+    with torch.inference_mode():
+        a @ b
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end or len(rates) < 5:
+            start = time.perf_counter()
+            a @ b
+            rates.append(2 * 2048**3 / (time.perf_counter() - start) / 1e9)
+    peak = float(np.median(rates))
+    return gflop, peak, peak / gflop
+
+
 def speed(args: argparse.Namespace) -> None:
     import torch
 
@@ -175,6 +210,7 @@ def speed(args: argparse.Namespace) -> None:
     if official:
         header.append("speed-up")
     print("  " + "".join(f"{h:>16s}" for h in header))
+    top: dict[str, float] = {}  # best rate of each over all batch sizes
     for batch in args.batch_sizes:
         best: dict[str, float] = {}
         for _ in range(args.rounds):
@@ -185,10 +221,18 @@ def speed(args: argparse.Namespace) -> None:
                 best[name] = max(best.get(name, 0.0), rate(enc.features, batch, args.seconds))
         cells = [f"{batch:>16d}"] + [f"{best[h]:>16.2f}" for h in header[1:]
                                      if h != "speed-up"]
+        for name, value in best.items():
+            top[name] = max(top.get(name, 0.0), value)
         if official:
             cells.append(f"{best['ours'] / best['official']:>15.2f}x")
         print("  " + "".join(cells), flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+    gflop, peak, ceiling = float32_ceiling()
+    print(f"\nfloat32 ceiling: {gflop:.2f} GFLOP per window (counted) at this CPU's float32 "
+          f"matrix-product rate of {peak:.0f} GFLOP/s (2048^3, median) = {ceiling:.2f} "
+          f"windows/s. At their best batch size ours reaches "
+          f"{max(top['ours'], top['ours, 1 worker']) / ceiling:.0%} of it"
+          + (f", official {top['official'] / ceiling:.0%}" if official else ""))
 
     # one thread, process CPU time: how much work a window takes, whatever else runs
     threads = torch.get_num_threads()
