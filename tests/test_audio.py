@@ -80,13 +80,25 @@ def test_batches_and_other_hops(tmp_path: Path) -> None:
                                              ("MP3", ".mp3")])
 def test_compressed_formats(tmp_path: Path, fmt: str, suffix: str) -> None:
     path = tmp_path / f"e{suffix}"
-    sf.write(path, tone(48000, 3.3, channels=2), 48000, format=fmt)
+    sig = tone(48000, 3.3, channels=2)
+    sf.write(path, sig, 48000, format=fmt)
     info = audio_info(path)
     assert info.sr == 48000 and info.channels == 2
     windows = load_windows(path)
-    assert windows.shape[1] == 44100
-    assert windows.shape[0] == expected_windows(info) or windows.shape[0] == 3
-    assert np.all(np.isfinite(windows))
+    # 3.3 s: three whole 1-s windows, the trailing 0.3 s dropped
+    assert expected_windows(info) == 3
+    assert windows.shape == (3, 44100)
+    # the decoded file, mixed to mono and resampled in one shot, gives the same samples
+    decoded, sr = sf.read(path, dtype="float32", always_2d=True)
+    reference = soxr.resample(decoded.mean(axis=1), sr, 44100, quality="HQ")
+    assert np.max(np.abs(windows.reshape(-1) - reference[: 3 * 44100])) < 1e-4
+    # and they are the tone that was written: 16-bit FLAC is lossless up to quantisation,
+    # the lossy codecs keep its waveform up to a small error
+    original = soxr.resample(sig.mean(axis=1), 48000, 44100, quality="HQ")[: 3 * 44100]
+    if fmt == "FLAC":
+        assert np.max(np.abs(windows.reshape(-1) - original)) < 1e-4
+    else:
+        assert np.corrcoef(windows.reshape(-1), original)[0, 1] > 0.98
 
 
 def test_unusable_files_are_input_errors(tmp_path: Path) -> None:
@@ -120,3 +132,7 @@ def test_real_recording(shared_data: Path) -> None:
     windows = load_windows(path)
     assert windows.shape == (50, 44100)
     assert expected_windows(info) == 50
+    # the streamed windows are the whole file resampled in one shot, cut into seconds
+    decoded, sr = sf.read(path, dtype="float32")
+    reference = soxr.resample(decoded, sr, 44100, quality="HQ")
+    assert np.max(np.abs(windows.reshape(-1) - reference[: 50 * 44100])) < 1e-4

@@ -133,10 +133,28 @@ def test_window_baseline_system(tiny_dataset, tmp_path, capsys):
     )
     assert code == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == 3 and all("delta" not in r for r in rows)
-    # the planted q1 event covers 10..20 s: the best window overlaps it
-    start, end, _ = rows[0]["pred_relevant_windows"][0]
-    assert start < 20 and end > 10
+    assert [r["qid"] for r in rows] == ["q1", "q2", "q3"]
+    assert all("delta" not in r for r in rows)
+    truth = {r["qid"]: r["relevant_windows"][0] for r in tiny_dataset["rows"]}
+    duration = {r["qid"]: r["duration"] for r in tiny_dataset["rows"]}
+    for row in rows:
+        windows = np.array(row["pred_relevant_windows"])
+        # ten windows (the default), best first, inside the recording, none overlapping
+        # another by more than the suppression threshold (IoU 0.5)
+        assert windows.shape == (10, 3)
+        assert np.all(np.diff(windows[:, 2]) <= 0)
+        assert np.all(windows[:, 0] >= 0) and np.all(windows[:, 1] <= duration[row["qid"]])
+        for i in range(10):
+            for j in range(i):
+                inter = max(0.0, min(windows[i, 1], windows[j, 1])
+                            - max(windows[i, 0], windows[j, 0]))
+                union = (windows[i, 1] - windows[i, 0]) + (windows[j, 1] - windows[j, 0]) - inter
+                assert inter / union <= 0.5, (row["qid"], i, j)
+        # each planted event stands far above the background in the trace, so the window of
+        # highest mean lies wholly inside the event: any frame outside it lowers the mean
+        start, end, _ = windows[0]
+        gs, ge = truth[row["qid"]]
+        assert gs <= start < end <= ge, (row["qid"], windows[0], truth[row["qid"]])
 
 
 def test_system1_neutral_from_the_checkpoint_text_encoder(tiny_dataset, tmp_path, capsys,
@@ -157,3 +175,67 @@ def test_system1_neutral_from_the_checkpoint_text_encoder(tiny_dataset, tmp_path
                            "--out", tmp_path / "b.jsonl")
     assert code == 0, err
     assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+
+
+@pytest.fixture
+def small_castella(monkeypatch):
+    """``SimulationConfig.castella_like`` at 2% of CASTELLA's size (11 recordings, 27
+    queries), so that the simulate and demo commands run in seconds."""
+    from audiomoment.simulate import SimulationConfig
+
+    original = SimulationConfig.__dict__["castella_like"].__func__
+
+    def small(cls, seed=0, scale=1.0, **changes):
+        return original(cls, seed, scale=0.02 * scale, **changes)
+
+    monkeypatch.setattr(SimulationConfig, "castella_like", classmethod(small))
+    return SimulationConfig.castella_like
+
+
+def test_simulate_command_writes_the_seeded_dataset(small_castella, tmp_path, capsys):
+    from audiomoment.simulate import simulate
+
+    out = tmp_path / "sim"
+    code, stdout, _ = run_cli(capsys, "simulate", "--out", out, "--seed", "3")
+    assert code == 0 and "SIMULATED castella-like" in stdout
+    rows = [json.loads(line) for line in (out / "annotations.jsonl").read_text().splitlines()]
+    expected = simulate(small_castella(seed=3))
+    assert rows == expected.annotations and len({r["vid"] for r in rows}) == 11
+    for vid, feats in expected.audio_features.items():
+        np.testing.assert_array_equal(np.load(out / "FEATURES" / "clap" / f"{vid}.npz")
+                                      ["features"], feats)
+    assert json.loads((out / "simulation.json").read_text())["seed"] == 3
+    assert (out / "CLAP_weights_2023.pth").is_file() and (out / "neutral.npy").is_file()
+
+
+def test_demo_equals_predict_and_evaluate_on_its_files(small_castella, tmp_path, capsys):
+    out = tmp_path / "demo"
+    options = ["--max-windows", "3", "--n-init", "2"]
+    code, stdout, _ = run_cli(capsys, "demo", "--out", out, "--seed", "1", *options)
+    assert code == 0
+    assert "SIMULATED" in stdout and "seed 1" in stdout and "27 queries" in stdout
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["system"])
+    demo_table = {line.split()[1]: line.split()[2:] for line in lines[header + 1 : header + 3]}
+    assert set(demo_table) == {"1", "2"}
+    for system in (1, 2):
+        demo_file = out / f"predictions_system{system}.jsonl"
+        rows = [json.loads(line) for line in demo_file.read_text().splitlines()]
+        assert len(rows) == 27 and all(1 <= len(r["pred_relevant_windows"]) <= 3 for r in rows)
+        # the demo's predictions are those of `predict` on the files it wrote, with the
+        # same options
+        again = tmp_path / f"again{system}.jsonl"
+        code, _, err = run_cli(
+            capsys, "predict", "--annotations", out / "annotations.jsonl", "--features",
+            out / "FEATURES", "--checkpoint", out / "CLAP_weights_2023.pth",
+            "--neutral-embedding", out / "neutral.npy", "--system", str(system), "--no-cache",
+            "--out", again, *options,
+        )
+        assert code == 0, err
+        assert again.read_text() == demo_file.read_text()
+        # and its table row is what `evaluate` prints for that file
+        code, table, _ = run_cli(capsys, "evaluate", "--annotations",
+                                 out / "annotations.jsonl", "--predictions", demo_file)
+        assert code == 0
+        row = next(line for line in table.splitlines() if line.startswith(demo_file.stem))
+        assert row.split()[1:] == demo_table[str(system)]

@@ -214,6 +214,8 @@ def test_log_sum_exp_pair_is_one_formula() -> None:
     assert general[0, 0] == -np.inf
     general[0, 0] = short[0, 0]
     np.testing.assert_array_equal(short, general)
+    # the value, whatever scikit-learn offers: log(exp(a0) + exp(a1)) to rounding
+    np.testing.assert_allclose(short, np.logaddexp(a[0], a[1]), rtol=1e-14, atol=0)
     reference = getattr(pytest.importorskip("sklearn.utils._array_api"), "_logsumexp", None)
     if reference is not None:  # scikit-learn's own (private) function, where it exists
         np.testing.assert_array_equal(short.ravel(), reference(a.reshape(2, -1).T, axis=1))
@@ -365,6 +367,12 @@ def test_rejects_what_the_reference_rejects() -> None:
         fit_reference(collapsed, REFERENCE.with_(reg_covar=0.0))
     with pytest.raises(ValueError):
         fit_fast(collapsed, FAST.with_(reg_covar=0.0))
+    with pytest.raises(ValueError):
+        fit_fast(np.ones((3, 1)), FAST)  # an (N, T) block of one-frame traces
+    block = np.ones((2, 4))
+    block[1, 2] = np.inf
+    with pytest.raises(ValueError):
+        fit_fast(block, FAST)
     empty = fit_fast([], FAST)
     assert len(empty) == 0
 

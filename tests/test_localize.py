@@ -155,6 +155,15 @@ def test_localize_from_embeddings_equals_trace_path():
     r1 = localize(audio, q, n, duration_s=50)
     r2 = localize_trace(contrast_trace(audio, q, n), 50)
     np.testing.assert_array_equal(r1.windows, r2.windows)
+    # the traces written out: unit rows a_t, c_t = a_t . (q/|q| - n/|n|), s_t = a_t . q/|q|
+    unit = audio / np.linalg.norm(audio, axis=1, keepdims=True)
+    contrast = unit @ (q / np.linalg.norm(q) - n / np.linalg.norm(n))
+    plain = unit @ (q / np.linalg.norm(q))
+    np.testing.assert_allclose(r1.trace, contrast, rtol=1e-12, atol=1e-14)
+    # without a neutral embedding: System 2, the plain similarity trace
+    s2 = localize(audio, q, None, duration_s=50)
+    np.testing.assert_allclose(s2.trace, plain, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(s2.windows, localize_trace(s2.trace, 50).windows)
 
 
 # ---- the whole method, written out directly with scikit-learn -------------------------

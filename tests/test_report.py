@@ -110,7 +110,11 @@ def test_table3_bins_every_system_by_one_reference():
     detr = {r["bin"]: r for r in tables.quality if r["system"] == "DETR"}
     assert [detr[b]["n"] for b in ("Low", "Mid", "High")] == [1, 1, 2]
     assert all(r["binned_by"] == "System A" for r in tables.quality)
-    assert detr["Low"]["mean_iou"] == 30.0
+    # DETR's top window [0, 30] has IoU 0.3 with every query's [0, 100]
+    assert [detr[b]["mean_iou"] for b in ("Low", "Mid", "High")] == [30.0, 30.0, 30.0]
+    own = {r["bin"]: r for r in tables.quality if r["system"] == "System A"}
+    assert [(own[b]["n"], own[b]["mean_iou"]) for b in ("Low", "Mid", "High")] == [
+        (1, 100.0), (1, 62.0), (2, 55.5)]
 
 
 def test_contrast_effect_by_hand():
@@ -271,8 +275,12 @@ def test_report_command_with_features(joint_dataset, tmp_path, capsys):
     assert code == 0
     table2 = {r["system"]: r for r in read_csv(out / "table2.csv")}
     assert list(table2) == ["System 1", "System 2", "Sliding window"]
+    # both systems find every planted event; the constant [0, 4] window overlaps none of
+    # them (10-20, 30-35 and 5-15 s)
     assert float(table2["System 1"]["R1@0.5"]) == 100.0
-    assert float(table2["Sliding window"]["R1@0.5"]) == 0.0
+    assert float(table2["System 2"]["R1@0.5"]) == 100.0
+    assert [float(table2["Sliding window"][k]) for k in ("R1@0.5", "mAP")] == [0.0, 0.0]
+    assert all(r["n_queries"] == "3" for r in table2.values())
     figures = json.loads((out / "figures.json").read_text())["figures"]
     panels = [f for f in figures if f["figure"] == "figure2"]
     assert len(panels) == 2 and all((out / f["file"]).is_file() for f in panels)
