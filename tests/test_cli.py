@@ -81,8 +81,14 @@ def test_evaluate_prints_table_and_writes_standard_json(tiny_dataset, tmp_path, 
 
 
 def test_system1_without_neutral_is_a_clear_error(tiny_dataset, tmp_path, capsys, monkeypatch):
-    # the heads-only checkpoint has no text encoder to compute the neutral embedding with
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # the heads-only checkpoint has no text encoder to compute the neutral embedding with,
+    # which is found before any tokenizer is looked for (that may mean a download)
+    import audiomoment.clap.model as clap_model
+
+    def no_tokenizer(path):
+        raise AssertionError("the tokenizer was looked for")
+
+    monkeypatch.setattr(clap_model, "resolve_tokenizer", no_tokenizer)
     code, _, err = run_cli(
         capsys, "predict", "--annotations", tiny_dataset["annotations"],
         "--features", tiny_dataset["features"], "--checkpoint", tiny_dataset["checkpoint"],
@@ -90,7 +96,19 @@ def test_system1_without_neutral_is_a_clear_error(tiny_dataset, tmp_path, capsys
     )
     assert code == 2
     assert err.count("\n") == 1 and "neutral embedding" in err
+    assert "not an MS-CLAP 2023 checkpoint" in err and "caption_encoder.base." in err
     assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_search_and_predict_default_to_the_fast_engine():
+    from audiomoment.cli import build_parser
+    from audiomoment.config import LocalizeConfig
+
+    parser = build_parser()
+    assert LocalizeConfig().engine == "fast"
+    assert parser.parse_args(["search", "a.wav", "a dog"]).engine == "fast"
+    assert parser.parse_args(["predict", "--annotations", "a", "--features", "f",
+                              "--out", "o"]).engine == "fast"
 
 
 def test_bad_inputs_exit_nonzero_with_one_line(tiny_dataset, tmp_path, capsys):

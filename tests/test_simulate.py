@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -280,8 +281,14 @@ def test_written_layout_reads_back(small: SimulatedDataset, tmp_path: Path) -> N
     manifest = json.loads(paths["manifest"].read_text())
     assert manifest["simulated"] is True and manifest["seed"] == 3
     assert manifest["parameters"]["n_recordings"] == 6
-    assert "SIMULATED" in paths["readme"].read_text()
+    readme = paths["readme"].read_text()
+    assert "SIMULATED" in readme and "durations and windows: synthetic" in readme
+    assert "real windows are copied" not in readme  # said only when they are
     assert not list(root.rglob(".*"))  # no temporary files left behind
+    copied = dataclasses.replace(small, source="real annotations: castella/test.jsonl")
+    readme = write_dataset(copied, tmp_path / "copied", progress=False)["readme"].read_text()
+    assert "durations and windows: real annotations: castella/test.jsonl" in readme
+    assert "real windows are copied" in readme
 
 
 # --------------------------------------------------------------------------- the key behaviour

@@ -206,3 +206,11 @@ def test_package_command(tmp_path, capsys):
     with pytest.raises(InputError, match="--system1"):
         run_command("package-submission", "--annotations", truth, "--lastname", "Doe",
                     "--institute-abbreviation", "EXU", "--out", tmp_path / "none.zip")
+
+
+@pytest.mark.parametrize("name", ["submission/", "submission", "pkg.tar"])
+def test_output_must_be_a_zip_file_name(tmp_path, name):
+    out = f"{tmp_path}/{name}"
+    with pytest.raises(InputError, match=r"must be a file name ending in \.zip"):
+        package_submission(out, annotations(), {1: rows()}, [AUTHOR])
+    assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from audiomoment.config import LocalizeConfig
 from audiomoment.errors import InputError
 
 
@@ -44,7 +45,6 @@ def _progress(args: argparse.Namespace) -> bool | None:
 
 def _cmd_search(args: argparse.Namespace) -> int:
     from audiomoment.clap.model import load_clap
-    from audiomoment.config import LocalizeConfig
     from audiomoment.dataset import default_cache_dir
     from audiomoment.search import format_result, search_audio
 
@@ -141,8 +141,9 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=10, help="ranked moments to print per query")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object per query: windows [start, end, score]")
-    p.add_argument("--engine", choices=["reference", "fast"], default="reference",
-                   help="EM engine: scikit-learn, or batched NumPy")
+    p.add_argument("--engine", choices=["reference", "fast"], default=LocalizeConfig().engine,
+                   help="EM engine: scikit-learn per query, or batched NumPy "
+                   "(default: %(default)s)")
     p.add_argument("--cache-dir", help="feature and neutral-embedding cache "
                    "(default ~/.cache/audiomoment)")
     p.add_argument("--no-cache", action="store_true", help="do not cache features")

@@ -763,7 +763,8 @@ def _readme(dataset: SimulatedDataset) -> str:
         f"seed: {cfg.seed}   preset: {cfg.preset}   recordings: {dataset.n_recordings}   "
         f"queries: {dataset.n_queries}",
         f"durations and windows: {dataset.source}",
-        "  (real windows are copied as they are; the features are simulated around them)",
+        *(["  (real windows are copied as they are; the features are simulated around them)"]
+          if dataset.source.startswith("real") else []),
         "query texts are placeholders: the simulated features do not depend on them",
         "parameters: simulation.json",
         "",

@@ -299,6 +299,8 @@ def package_submission(
     sources : index -> where the rows came from, for error messages.
     """
     config = config or LocalizeConfig()
+    if Path(out_zip).suffix.lower() != ".zip" or Path(out_zip).is_dir():
+        raise InputError(f"{out_zip}: the package to write must be a file name ending in .zip")
     if not predictions:
         raise InputError("package-submission: give at least one system's predictions")
     if not authors:

@@ -267,10 +267,9 @@ def load_clap(
     if target.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} asked for, but torch sees no CUDA GPU")
     path = resolve_checkpoint(checkpoint)
-    tokenizer_dir = resolve_tokenizer(tokenizer) if text else None
     state = load_state_dict(path)
     source = str(path)
-    model = ClapModel(checkpoint=path, heads={}, tokenizer_dir=tokenizer_dir)
+    model = ClapModel(checkpoint=path, heads={})
     if audio:
         expected = [f"base.htsat.{k}" for k in _htsat_keys()]
         expected += [f"projection.{k}" for k in HEAD_KEYS]
@@ -284,10 +283,12 @@ def load_clap(
         expected = [f"base.{k}" for k in gpt2_keys()]
         expected += [f"projection.{k}" for k in HEAD_KEYS]
         tensors = part_state(state, TEXT_PREFIX, expected, is_ignored_text_key, source)
+        # only now the tokenizer (possibly a download): the checkpoint has a text encoder
+        model.tokenizer_dir = resolve_tokenizer(tokenizer)
         gpt = build_gpt2({k[len("base."):]: v for k, v in tensors.items()
                           if k.startswith("base.")}, source)
         model.heads["text"] = head_from_state(state, "text", source)
-        model.text = TextEncoder(gpt, load_tokenizer(tokenizer_dir))  # type: ignore[arg-type]
+        model.text = TextEncoder(gpt, load_tokenizer(model.tokenizer_dir))
     return model
 
 
