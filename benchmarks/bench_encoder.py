@@ -41,8 +41,8 @@ Measured on the project's 2-core machine (AMD EPYC, AVX-512 with bfloat16; torch
 
     single thread, windows per CPU-second (batch 8): official 4.72, ours 6.56, ours bf16 11.27
 
-    search on a 3-hour recording (10800 windows, batch 8): 893 s end to end (12.1 windows/s,
-    about 5 minutes per hour of audio), peak RSS 1580 MiB (1.54 GiB)
+    search on a 3-hour recording (10800 windows, batch 8): 836 s end to end (12.9 windows/s,
+    about 4.6 minutes per hour of audio), peak RSS 1662 MiB (1.62 GiB)
 """
 
 from __future__ import annotations
