@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -172,7 +173,13 @@ def test_cli_search_and_extract(
     code = run_cli(["search", str(recording), "water", "--system", "2", "--cache-dir",
                     str(cache), *common], monkeypatch)
     out = capsys.readouterr().out
-    assert code == 0 and 'System 2: "water"' in out and " s   score " in out
+    assert code == 0 and 'System 2: "water"' in out
+    first = out.splitlines()[1]  # "   1. 0:06.0 - 0:26.0   (6.0 - 26.0 s)   score 0.9721"
+    found = re.fullmatch(r"\s+1\. (\d+):(\d\d\.\d) - (\d+):(\d\d\.\d)   "
+                         r"\(([\d.]+) - ([\d.]+) s\)   score [\d.]+", first)
+    assert found is not None, first
+    m1, s1, m2, s2, start, end = (float(g) for g in found.groups())
+    assert (60 * m1 + s1, 60 * m2 + s2) == (float(start), float(end))
 
     missing = tmp_path / "missing.wav"
     assert run_cli(["search", str(missing), "water", *common], monkeypatch) == 2
@@ -223,3 +230,15 @@ def test_cli_offline_without_weights_is_one_clear_line(recording: Path, tmp_path
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "CLAP_weights_2023.pth" in lines[0] and "--checkpoint" in lines[0]
+
+
+def test_clock_times() -> None:
+    from audiomoment.search import clock
+
+    assert clock(0) == "0:00.0"
+    assert clock(6) == "0:06.0"
+    assert clock(59.96) == "1:00.0"  # rounds to a tenth, carrying into the minutes
+    assert clock(754.3) == "12:34.3"
+    assert clock(5432.3) == "1:30:32.3"  # an hour or more: hours shown whatever the flag
+    assert clock(75.5, hours=True) == "0:01:15.5"
+    assert clock(10800) == "3:00:00.0"

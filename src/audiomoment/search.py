@@ -66,16 +66,29 @@ class SearchResult:
         }
 
 
+def clock(seconds: float, hours: bool = False) -> str:
+    """A time as M:SS.s, or H:MM:SS.s when ``hours`` (rounded to a tenth of a second)."""
+    tenths = round(float(seconds) * 10)
+    h, rest = divmod(tenths, 36000)
+    m, rest = divmod(rest, 600)
+    s = f"{rest // 10:02d}.{rest % 10}"
+    return f"{h}:{m:02d}:{s}" if hours or h else f"{m}:{s}"
+
+
 def format_result(result: SearchResult) -> str:
-    """Human-readable ranked moments, one per line."""
+    """Human-readable ranked moments, one per line: clock times (H:MM:SS.s for recordings of
+    an hour or more, M:SS.s otherwise), the same in seconds, and the score."""
     lines = [
         f'{result.audio.name} ({result.duration_s:.1f} s, {result.n_windows} windows), '
         f'System {result.system}: "{result.query}"'
     ]
     if result.result.fallback:
         lines[0] += "  [peak-centred fallback]"
+    hours = result.duration_s >= 3600
+    width = 9 if hours else 6
     for rank, (start, end, score) in enumerate(result.windows, start=1):
-        lines.append(f"  {rank:2d}. {start:8.1f} - {end:8.1f} s   score {score:.4f}")
+        lines.append(f"  {rank:2d}. {clock(start, hours):>{width}} - {clock(end, hours):>{width}}"
+                     f"   ({start:.1f} - {end:.1f} s)   score {score:.4f}")
     return "\n".join(lines)
 
 
