@@ -257,3 +257,13 @@ def test_demo_equals_predict_and_evaluate_on_its_files(small_castella, tmp_path,
         assert code == 0
         row = next(line for line in table.splitlines() if line.startswith(demo_file.stem))
         assert row.split()[1:] == demo_table[str(system)]
+
+
+def test_demo_names_where_its_windows_came_from(small_castella, tmp_path, capsys, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("AUDIOMOMENT_SHARED_DATA", str(tmp_path / "empty"))
+    code, stdout, _ = run_cli(capsys, "demo", "--out", tmp_path / "demo", "--n-init", "1")
+    assert code == 0
+    line = next(x for x in stdout.splitlines() if x.startswith("durations and windows:"))
+    assert line.startswith("durations and windows: synthetic (the CASTELLA annotations were "
+                           "not found: set AUDIOMOMENT_SHARED_DATA")

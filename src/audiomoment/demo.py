@@ -24,7 +24,8 @@ def run_demo(out_dir: Path, seed: int = 0, config: LocalizeConfig | None = None)
     from audiomoment.simulate import SimulationConfig, simulate, write_dataset
 
     config = config or LocalizeConfig()
-    paths = write_dataset(simulate(SimulationConfig.castella_like(seed=seed)), out_dir)
+    dataset = simulate(SimulationConfig.castella_like(seed=seed))
+    paths = write_dataset(dataset, out_dir)
     annotations = read_annotations(paths["annotations"], require_windows=True)
     heads = load_projection_heads(paths["checkpoint"])
     neutral = load_neutral_embedding(paths["neutral"])
@@ -44,6 +45,10 @@ def run_demo(out_dir: Path, seed: int = 0, config: LocalizeConfig | None = None)
     lines = [
         f"SIMULATED CASTELLA-sized benchmark (seed {seed}; {len(annotations)} queries) — "
         "simulated data, not the report's results",
+        f"durations and windows: {dataset.source}"
+        + ("" if dataset.source.startswith("real") else
+           " (the CASTELLA annotations were not found: set AUDIOMOMENT_SHARED_DATA to the "
+           "folder holding castella/ for the README's figures)"),
         f"data and predictions in {out_dir}",
         "",
         format_table(table),
