@@ -100,17 +100,10 @@ def official_encoder(state: dict) -> Callable | None:
 def our_encoder(
     state: dict, precision: str = "float32", workers: int | None = None, device: str = "cpu"
 ):
-    from audiomoment.checkpoint import head_from_state
-    from audiomoment.clap.htsat import CHECKPOINT_PREFIX, HTSAT, UNUSED_KEYS
-    from audiomoment.clap.model import AudioEncoder
-    from audiomoment.clap.weights import load_into
+    from audiomoment.clap.model import audio_encoder_from_state
 
-    htsat = HTSAT()
-    tensors = {k[len(CHECKPOINT_PREFIX):]: v for k, v in state.items()
-               if k.startswith(CHECKPOINT_PREFIX)}
-    load_into(htsat, {k: v for k, v in tensors.items() if k not in UNUSED_KEYS}, "random")
-    return AudioEncoder(htsat, head_from_state(state, "audio"), precision,  # type: ignore[arg-type]
-                        workers=workers, device=device)
+    return audio_encoder_from_state(state, "random", precision,  # type: ignore[arg-type]
+                                    workers=workers, device=device)
 
 
 def rate(run: Callable[[np.ndarray], np.ndarray], batch: int, seconds: float) -> float:

@@ -44,6 +44,18 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
+def run_report_command(*argv: object) -> int:
+    """Run one of the report commands (report, package-submission) as the CLI would."""
+    import argparse
+
+    from audiomoment.cli_report import add_report_commands
+
+    parser = argparse.ArgumentParser()
+    add_report_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args([str(a) for a in argv])
+    return int(args.handler(args))
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> dict:
     """Two recordings, three queries, 768-d features, projection heads, a neutral vector.

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_report_command, write_jsonl
 
-from audiomoment.cli_report import add_report_commands
 from audiomoment.errors import InputError
 from audiomoment.figures import metric_bars_figure, trace_figure
 from audiomoment.localize import localize_trace
@@ -213,18 +212,6 @@ def test_metric_bars_count():
 # --------------------------------------------------------------------------- the command
 
 
-def run_command(*argv: object) -> int:
-    parser = argparse.ArgumentParser()
-    add_report_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args([str(a) for a in argv])
-    return int(args.handler(args))
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 @pytest.fixture
 def joint_dataset(tmp_path: Path) -> dict:
     """Features already in the 1024-d joint space (no projection heads needed), three queries
@@ -265,7 +252,7 @@ def test_report_command_with_features(joint_dataset, tmp_path, capsys):
                     "pred_relevant_windows": [[0.0, 4.0, 0.1]]} for r in rows]
     files.append(write_jsonl(tmp_path / "window.jsonl", window_rows))
     out = tmp_path / "report"
-    code = run_command(
+    code = run_report_command(
         "report", "--annotations", joint_dataset["annotations"], "--predictions", *files,
         "--names", "System 1", "System 2", "Sliding window",
         "--features", joint_dataset["features"],
@@ -302,7 +289,7 @@ def test_report_command_without_features_says_so(tmp_path, capsys):
     (tmp_path / "simulation.json").write_text(json.dumps({"simulated": True}))
     out = tmp_path / "report"
     # a second --predictions adds a row when there is one dataset
-    assert run_command("report", "--annotations", truth, "--predictions", pred,
+    assert run_report_command("report", "--annotations", truth, "--predictions", pred,
                        "--predictions", pred, "--names", "A", "--names", "B", "--out", out) == 0
     assert [r["system"] for r in read_csv(out / "table2.csv")] == ["A", "B"]
     note = json.loads((out / "figures.json").read_text())["figure2_note"]
@@ -326,7 +313,7 @@ def test_report_command_input_errors(tmp_path, extra):
     truth = write_jsonl(tmp_path / "annotations.jsonl", annotations())
     pred = write_jsonl(tmp_path / "p.jsonl", rows_a())
     with pytest.raises(InputError):
-        run_command("report", "--annotations", truth, "--predictions", pred, *extra,
+        run_report_command("report", "--annotations", truth, "--predictions", pred, *extra,
                     "--out", tmp_path / "out")
 
 
@@ -340,7 +327,7 @@ def test_report_command_with_two_datasets(tmp_path):
     pred = write_jsonl(tmp_path / "p.jsonl", rows_a())
     detr = write_jsonl(tmp_path / "detr.jsonl", rows_detr())
     out = tmp_path / "report"
-    assert run_command(
+    assert run_report_command(
         "report", "--annotations", truth_a, "--predictions", pred, detr, "--names", "S1", "DETR",
         "--annotations", truth_b, "--predictions", pred, "--names", "S1", "--out", out) == 0
     table = read_csv(out / "table2.csv")

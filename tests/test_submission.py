@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import zipfile
-from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_report_command, write_jsonl
 
-from audiomoment.cli_report import add_report_commands
 from audiomoment.config import NEUTRAL_PHRASES, LocalizeConfig
 from audiomoment.errors import InputError
 from audiomoment.submission import (
@@ -165,18 +163,6 @@ def test_valid_rows_have_no_problem():
     assert submission_problems(annotations(), rows()) == []
 
 
-def run_command(*argv: object) -> int:
-    parser = argparse.ArgumentParser()
-    add_report_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args([str(a) for a in argv])
-    return int(args.handler(args))
-
-
-def write_jsonl(path: Path, items: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in items))
-    return path
-
-
 def test_package_command(tmp_path, capsys):
     truth = write_jsonl(tmp_path / "eval.jsonl", annotations())
     p1 = write_jsonl(tmp_path / "s1.jsonl", rows())
@@ -186,7 +172,7 @@ def test_package_command(tmp_path, capsys):
                                              "MR-full-mAP": 15.0, "MR-full-mAP@0.5": 30.0,
                                              "MR-full-mAP@0.75": 10.0}}))
     out = tmp_path / "submission.zip"
-    assert run_command("package-submission", "--annotations", truth, "--system1", p1,
+    assert run_report_command("package-submission", "--annotations", truth, "--system1", p1,
                        "--system2", p2, "--lastname", "Doe", "--institute-abbreviation", "EXU",
                        "--dev-metrics1", metrics, "--out", out) == 0
     captured = capsys.readouterr()
@@ -200,11 +186,11 @@ def test_package_command(tmp_path, capsys):
 
     broken = write_jsonl(tmp_path / "bad.jsonl", rows()[:2])
     with pytest.raises(InputError, match="have no row"):
-        run_command("package-submission", "--annotations", truth, "--system1", broken,
+        run_report_command("package-submission", "--annotations", truth, "--system1", broken,
                     "--lastname", "Doe", "--institute-abbreviation", "EXU", "--out",
                     tmp_path / "bad.zip")
     with pytest.raises(InputError, match="--system1"):
-        run_command("package-submission", "--annotations", truth, "--lastname", "Doe",
+        run_report_command("package-submission", "--annotations", truth, "--lastname", "Doe",
                     "--institute-abbreviation", "EXU", "--out", tmp_path / "none.zip")
 
 

@@ -43,21 +43,12 @@ sys.path.insert(0, str(REPO / "src"))
 
 def encoders(seed: int = 0):
     """(float32 encoder, bfloat16 encoder) with the same random weights."""
-    from audiomoment.checkpoint import head_from_state
-    from audiomoment.clap.htsat import CHECKPOINT_PREFIX, HTSAT, UNUSED_KEYS
-    from audiomoment.clap.model import AudioEncoder
+    from audiomoment.clap.model import audio_encoder_from_state
     from audiomoment.clap.synthetic import random_state_dict
-    from audiomoment.clap.weights import load_into
 
     state = random_state_dict(seed=seed, text=False)
-    tensors = {k[len(CHECKPOINT_PREFIX):]: v for k, v in state.items()
-               if k.startswith(CHECKPOINT_PREFIX) and k[len(CHECKPOINT_PREFIX):] not in UNUSED_KEYS}
-    made = []
-    for precision in ("float32", "bfloat16"):
-        htsat = HTSAT()
-        load_into(htsat, tensors, "random")
-        made.append(AudioEncoder(htsat, head_from_state(state, "audio"), precision))  # type: ignore[arg-type]
-    return made[0], made[1]
+    return (audio_encoder_from_state(state, "random", "float32"),
+            audio_encoder_from_state(state, "random", "bfloat16"))
 
 
 def sample_windows(recording: Path | None) -> np.ndarray:

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,14 +272,8 @@ def load_clap(
     source = str(path)
     model = ClapModel(checkpoint=path, heads={})
     if audio:
-        expected = [f"base.htsat.{k}" for k in _htsat_keys()]
-        expected += [f"projection.{k}" for k in HEAD_KEYS]
-        tensors = part_state(state, AUDIO_PREFIX, expected, is_ignored_audio_key, source)
-        htsat = HTSAT(HTSATConfig())
-        load_into(htsat, {k[len("base.htsat."):]: v for k, v in tensors.items()
-                          if k.startswith("base.htsat.")}, source)
-        model.heads["audio"] = head_from_state(state, "audio", source)
-        model.audio = AudioEncoder(htsat, model.heads["audio"], precision, device=device)
+        model.audio = audio_encoder_from_state(state, source, precision, device=device)
+        model.heads["audio"] = model.audio.head
     if text:
         expected = [f"base.{k}" for k in gpt2_keys()]
         expected += [f"projection.{k}" for k in HEAD_KEYS]
@@ -291,6 +285,25 @@ def load_clap(
         model.heads["text"] = head_from_state(state, "text", source)
         model.text = TextEncoder(gpt, load_tokenizer(model.tokenizer_dir))
     return model
+
+
+def audio_encoder_from_state(
+    state: Mapping[str, Any],
+    source: str = "checkpoint",
+    precision: Precision = "float32",
+    workers: int | None = None,
+    device: str = "cpu",
+) -> AudioEncoder:
+    """The audio encoder and its projection head from a full state dict in the official
+    layout (strict, as :func:`load_clap`); ``source`` names it in errors."""
+    expected = [f"base.htsat.{k}" for k in _htsat_keys()]
+    expected += [f"projection.{k}" for k in HEAD_KEYS]
+    tensors = part_state(state, AUDIO_PREFIX, expected, is_ignored_audio_key, source)
+    htsat = HTSAT(HTSATConfig())
+    load_into(htsat, {k[len("base.htsat."):]: v for k, v in tensors.items()
+                      if k.startswith("base.htsat.")}, source)
+    head = head_from_state(state, "audio", source)
+    return AudioEncoder(htsat, head, precision, workers=workers, device=device)
 
 
 def _htsat_keys() -> list[str]:
