@@ -129,8 +129,8 @@ def sample_windows(n: int = 6) -> np.ndarray:
 
 
 def joint(features: np.ndarray, state: dict) -> np.ndarray:
-    from audiomoment.checkpoint import head_from_state
-    from audiomoment.projection import project
+    from audiomoment.clap.checkpoint import head_from_state
+    from audiomoment.clap.projection import project
 
     return project(features, head_from_state(state, "audio"))
 
@@ -172,7 +172,7 @@ def speed(args: argparse.Namespace) -> None:
     import torch
 
     from audiomoment.clap.htsat import onednn_linear_ok
-    from audiomoment.clap.synthetic import random_state_dict
+    from audiomoment.testing.random_clap import random_state_dict
 
     state = random_state_dict(seed=0, text=False)
     official = official_encoder(state)
@@ -271,7 +271,7 @@ def speed(args: argparse.Namespace) -> None:
 CHILD = r"""
 import resource, sys, time
 from audiomoment.clap import load_clap
-from audiomoment.search import search_audio
+from audiomoment.pipelines.search import search_audio
 t0 = time.perf_counter()
 model = load_clap(sys.argv[2], sys.argv[3])
 t1 = time.perf_counter()
@@ -300,7 +300,7 @@ def write_long_recording(path: Path, hours: float, sr: int = 32000) -> None:
 
 
 def memory(args: argparse.Namespace) -> None:
-    from audiomoment.clap.synthetic import write_random_checkpoint, write_tiny_tokenizer
+    from audiomoment.testing.random_clap import write_random_checkpoint, write_tiny_tokenizer
 
     with tempfile.TemporaryDirectory(prefix="bench-encoder-") as tmp:
         root = Path(tmp)

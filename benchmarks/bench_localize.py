@@ -45,10 +45,10 @@ from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter1d
 
 from audiomoment.config import LocalizeConfig
-from audiomoment.em_fast import fit_fast
-from audiomoment.evaluate import HEADLINE_KEYS, evaluate
-from audiomoment.localize import LocalizationResult, localize_traces
-from audiomoment.simulate import clap_like_trace
+from audiomoment.evaluation.metrics import HEADLINE_KEYS, evaluate
+from audiomoment.method.em_fast import fit_fast
+from audiomoment.method.localize import LocalizationResult, localize_traces
+from audiomoment.testing.simulate import clap_like_trace
 
 ANNOTATIONS = {
     "castella": "castella/castella_test_release.jsonl",

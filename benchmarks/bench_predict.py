@@ -18,13 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from audiomoment.annotations import read_annotations
-from audiomoment.checkpoint import load_projection_heads
+from audiomoment.clap.checkpoint import load_projection_heads
 from audiomoment.config import LocalizeConfig
-from audiomoment.dataset import predict_dataset
-from audiomoment.features import load_neutral_embedding
-from audiomoment.predictions import write_predictions
-from audiomoment.simulate import SimulationConfig, simulate, write_dataset
+from audiomoment.io.annotations import read_annotations
+from audiomoment.io.features import load_neutral_embedding
+from audiomoment.io.predictions import write_predictions
+from audiomoment.pipelines.dataset import predict_dataset
+from audiomoment.testing.simulate import SimulationConfig, simulate, write_dataset
 
 STAGES = ("load", "projection", "traces", "localisation", "writing")
 

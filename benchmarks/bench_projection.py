@@ -28,8 +28,8 @@ import time
 import numpy as np
 from scipy.special import erf
 
-from audiomoment.checkpoint import ProjectionHead, random_projection_head
-from audiomoment.projection import project
+from audiomoment.clap.checkpoint import ProjectionHead, random_projection_head
+from audiomoment.clap.projection import project
 
 
 def project_numpy(x: np.ndarray, head: ProjectionHead) -> np.ndarray:

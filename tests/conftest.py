@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiomoment.checkpoint import head_state, random_projection_head, save_checkpoint
-from audiomoment.clap.synthetic import ensure_random_checkpoint, write_tiny_tokenizer
+from audiomoment.clap.checkpoint import head_state, random_projection_head, save_checkpoint
+from audiomoment.testing.random_clap import ensure_random_checkpoint, write_tiny_tokenizer
 
 
 def shared_data_dir() -> Path:
@@ -48,7 +48,7 @@ def run_report_command(*argv: object) -> int:
     """Run one of the report commands (report, package-submission) as the CLI would."""
     import argparse
 
-    from audiomoment.cli_report import add_report_commands
+    from audiomoment.cli.report import add_report_commands
 
     parser = argparse.ArgumentParser()
     add_report_commands(parser.add_subparsers(dest="command", required=True))

@@ -10,14 +10,14 @@ import pytest
 import soundfile as sf
 import soxr
 
-from audiomoment.audio import (
+from audiomoment.errors import InputError
+from audiomoment.io.audio import (
     WindowConfig,
     audio_info,
     expected_windows,
     iter_windows,
     load_windows,
 )
-from audiomoment.errors import InputError
 
 
 def tone(sr: int, seconds: float, channels: int = 1, seed: int = 0) -> np.ndarray:

@@ -20,9 +20,9 @@ from audiomoment.clap.htsat import (
     merge_order,
     window_order,
 )
-from audiomoment.clap.synthetic import random_state_dict
 from audiomoment.clap.weights import AUDIO_PREFIX, is_ignored_audio_key, load_into, part_state
 from audiomoment.errors import InputError
+from audiomoment.testing.random_clap import random_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def test_batches_do_not_mix_and_long_input_is_refused(htsat: HTSAT) -> None:
 
 
 def test_part_state_is_strict(audio_state: dict) -> None:
-    from audiomoment.checkpoint import HEAD_KEYS
+    from audiomoment.clap.checkpoint import HEAD_KEYS
 
     state = dict(audio_state)
     state.update({f"{AUDIO_PREFIX}projection.{k}": torch.zeros(1) for k in HEAD_KEYS})
@@ -226,7 +226,7 @@ def test_load_into_reports_shape_mismatch(audio_state: dict) -> None:
 def test_workers_and_bfloat16(htsat: HTSAT) -> None:
     import copy
 
-    from audiomoment.checkpoint import random_projection_head
+    from audiomoment.clap.checkpoint import random_projection_head
     from audiomoment.clap.model import AudioEncoder
 
     head = random_projection_head(np.random.default_rng(0))

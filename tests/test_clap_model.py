@@ -27,7 +27,7 @@ def clap(clap_files: tuple[Path, Path]) -> ClapModel:
 
 @pytest.fixture(scope="module")
 def raw_state(clap_files: tuple[Path, Path]) -> Mapping[str, Any]:
-    from audiomoment.checkpoint import load_state_dict
+    from audiomoment.clap.checkpoint import load_state_dict
 
     return load_state_dict(clap_files[0])
 
@@ -151,7 +151,7 @@ def test_neutral_embedding_is_cached_by_content(
     clap: ClapModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from audiomoment.config import NEUTRAL_PHRASES
-    from audiomoment.traces import neutral_embedding
+    from audiomoment.method.traces import neutral_embedding
 
     expected = neutral_embedding(clap.text_embeddings(NEUTRAL_PHRASES))
     first = clap.neutral_embedding(tmp_path)

@@ -199,7 +199,7 @@ def test_system1_neutral_from_the_checkpoint_text_encoder(tiny_dataset, tmp_path
 def small_castella(monkeypatch):
     """``SimulationConfig.castella_like`` at 2% of CASTELLA's size (11 recordings, 27
     queries), so that the simulate and demo commands run in seconds."""
-    from audiomoment.simulate import SimulationConfig
+    from audiomoment.testing.simulate import SimulationConfig
 
     original = SimulationConfig.__dict__["castella_like"].__func__
 
@@ -211,7 +211,7 @@ def small_castella(monkeypatch):
 
 
 def test_simulate_command_writes_the_seeded_dataset(small_castella, tmp_path, capsys):
-    from audiomoment.simulate import simulate
+    from audiomoment.testing.simulate import simulate
 
     out = tmp_path / "sim"
     code, stdout, _ = run_cli(capsys, "simulate", "--out", out, "--seed", "3")

@@ -1,4 +1,4 @@
-"""The batched EM engine against scikit-learn's path (``audiomoment.mixture.fit_reference``)."""
+"""The batched EM engine against scikit-learn's path (``method.mixture.fit_reference``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter1d
 
 from audiomoment.config import LocalizeConfig
-from audiomoment.em_fast import (
+from audiomoment.evaluation.metrics import HEADLINE_KEYS, evaluate
+from audiomoment.method.em_fast import (
     N_LOCAL_TRIALS,
     duplicate_sources,
     first_centre_indices,
@@ -29,10 +30,9 @@ from audiomoment.em_fast import (
     select_initialisation,
     time_sums,
 )
-from audiomoment.evaluate import HEADLINE_KEYS, evaluate
-from audiomoment.localize import localize_traces
-from audiomoment.mixture import MixtureFit, fit_reference
-from audiomoment.simulate import clap_like_trace
+from audiomoment.method.localize import localize_traces
+from audiomoment.method.mixture import MixtureFit, fit_reference
+from audiomoment.testing.simulate import clap_like_trace
 
 FAST = LocalizeConfig(engine="fast")
 REFERENCE = LocalizeConfig(engine="reference")

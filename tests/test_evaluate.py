@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from audiomoment.errors import InputError
-from audiomoment.evaluate import (
+from audiomoment.evaluation.metrics import (
     FULL_RANGE,
     IOU_THRESHOLDS,
     LENGTH_RANGES,

@@ -30,8 +30,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiomoment.cli_report import TraceExample, read_search_results, write_report
-from audiomoment.html_report import (
+from audiomoment.cli.report import TraceExample, read_search_results, write_report
+from audiomoment.method.localize import localize_trace
+from audiomoment.reporting.html import (
     AudioMoments,
     Image,
     Paragraph,
@@ -40,8 +41,7 @@ from audiomoment.html_report import (
     encode_audio,
     render_html,
 )
-from audiomoment.localize import localize_trace
-from audiomoment.report import DatasetPredictions, SystemPredictions
+from audiomoment.reporting.tables import DatasetPredictions, SystemPredictions
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "html_report"
 TINY_PNG = base64.b64decode(

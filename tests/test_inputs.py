@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from audiomoment.annotations import read_annotations
 from audiomoment.errors import InputError
-from audiomoment.features import load_audio_features, load_neutral_embedding, load_query_features
+from audiomoment.io.annotations import read_annotations
+from audiomoment.io.features import load_audio_features, load_neutral_embedding, load_query_features
 
 
 def test_real_annotation_files_load(shared_data):

@@ -12,10 +12,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 from audiomoment import LocalizeConfig, localize, localize_trace, localize_traces
-from audiomoment.localize import candidate_runs
-from audiomoment.mixture import MixtureFit, posterior
-from audiomoment.moments import frame_runs, peak_run, runs_to_windows, score_runs
-from audiomoment.traces import contrast_trace, neutral_embedding, similarity_trace
+from audiomoment.method.localize import candidate_runs
+from audiomoment.method.mixture import MixtureFit, posterior
+from audiomoment.method.moments import frame_runs, peak_run, runs_to_windows, score_runs
+from audiomoment.method.traces import contrast_trace, neutral_embedding, similarity_trace
 
 
 def test_frame_runs_hand_cases():

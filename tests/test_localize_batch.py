@@ -9,7 +9,7 @@ import pytest
 from scipy.special import logsumexp
 
 from audiomoment import LocalizeConfig, localize_traces
-from audiomoment.localize import (
+from audiomoment.method.localize import (
     LocalizationResult,
     candidate_runs,
     constant_rows,
@@ -18,8 +18,8 @@ from audiomoment.localize import (
     smooth,
     smooth_rows,
 )
-from audiomoment.mixture import log_sum_exp_pairs, posterior, posterior_rows
-from audiomoment.moments import (
+from audiomoment.method.mixture import log_sum_exp_pairs, posterior, posterior_rows
+from audiomoment.method.moments import (
     frame_runs,
     rank_row_windows,
     row_runs,
@@ -30,7 +30,7 @@ from audiomoment.moments import (
 
 FAST = LocalizeConfig(engine="fast")
 # The package exports a function of the same name: reach the module itself.
-localize_module = importlib.import_module("audiomoment.localize")
+localize_module = importlib.import_module("audiomoment.method.localize")
 
 
 def mixed_traces(n: int, seed: int) -> tuple[list[np.ndarray], list[float | None]]:

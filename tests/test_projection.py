@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from audiomoment.checkpoint import (
+from audiomoment.clap.checkpoint import (
     head_from_state,
     head_state,
     load_projection_heads,
     random_projection_head,
     save_checkpoint,
 )
+from audiomoment.clap.projection import project
 from audiomoment.errors import InputError
-from audiomoment.projection import project
 
 
 def torch_head(x: np.ndarray, state: dict, prefix: str) -> np.ndarray:

@@ -11,9 +11,9 @@ import pytest
 from conftest import run_report_command, write_jsonl
 
 from audiomoment.errors import InputError
-from audiomoment.figures import metric_bars_figure, trace_figure
-from audiomoment.localize import localize_trace
-from audiomoment.report import (
+from audiomoment.method.localize import localize_trace
+from audiomoment.reporting.figures import metric_bars_figure, trace_figure
+from audiomoment.reporting.tables import (
     DatasetPredictions,
     SystemPredictions,
     build_tables,
@@ -239,7 +239,7 @@ def joint_dataset(tmp_path: Path) -> dict:
 
 
 def test_report_command_with_features(joint_dataset, tmp_path, capsys):
-    from audiomoment.dataset import predict_dataset
+    from audiomoment.pipelines.dataset import predict_dataset
 
     rows = joint_dataset["rows"]
     neutral = np.load(joint_dataset["neutral"])

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiomoment import cli
 from audiomoment.clap import ClapModel, load_clap
-from audiomoment.cli_model import add_model_commands
+from audiomoment.cli import app as cli
+from audiomoment.cli.model import add_model_commands
 from audiomoment.errors import InputError
-from audiomoment.search import SearchResult, search_audio
+from audiomoment.pipelines.search import SearchResult, search_audio
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,11 +117,15 @@ def test_extract_features_then_predict_gives_the_search_windows(
     model: ClapModel, recording: Path, clap_files: tuple[Path, Path], tmp_path: Path,
     cache: Path,
 ) -> None:
-    from audiomoment.annotations import read_annotations
-    from audiomoment.checkpoint import load_projection_heads
-    from audiomoment.dataset import predict_dataset
-    from audiomoment.extract import NEUTRAL_FILE, extract_audio_features, extract_text_features
-    from audiomoment.features import load_neutral_embedding
+    from audiomoment.clap.checkpoint import load_projection_heads
+    from audiomoment.io.annotations import read_annotations
+    from audiomoment.io.features import load_neutral_embedding
+    from audiomoment.pipelines.dataset import predict_dataset
+    from audiomoment.pipelines.extract import (
+        NEUTRAL_FILE,
+        extract_audio_features,
+        extract_text_features,
+    )
 
     queries = ["water falling", "birds sing!", "a person speaks"]
     duration = float(sf.info(str(recording)).duration)
@@ -209,8 +213,8 @@ def test_cli_offline_without_weights_is_one_clear_line(recording: Path, tmp_path
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(REPO / "src"))
     code = (
         "import sys\n"
-        "from audiomoment import cli\n"
-        "from audiomoment.cli_model import add_model_commands\n"
+        "from audiomoment.cli import app as cli\n"
+        "from audiomoment.cli.model import add_model_commands\n"
         "build = cli.build_parser\n"
         "def parser():\n"
         "    p = build()\n"
@@ -233,7 +237,7 @@ def test_cli_offline_without_weights_is_one_clear_line(recording: Path, tmp_path
 
 
 def test_clock_times() -> None:
-    from audiomoment.search import clock
+    from audiomoment.pipelines.search import clock
 
     assert clock(0) == "0:00.0"
     assert clock(6) == "0:06.0"

@@ -1,4 +1,4 @@
-"""Tests of the SIMULATED dataset generator (audiomoment.simulate)."""
+"""Tests of the SIMULATED dataset generator (audiomoment.testing.simulate)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from audiomoment.checkpoint import load_projection_heads
+from audiomoment.clap.checkpoint import load_projection_heads
+from audiomoment.clap.projection import project
 from audiomoment.config import LocalizeConfig
-from audiomoment.localize import localize, localize_traces
-from audiomoment.projection import project
-from audiomoment.simulate import (
+from audiomoment.method.localize import localize, localize_traces
+from audiomoment.method.traces import neutral_embedding
+from audiomoment.testing.simulate import (
     SimulatedDataset,
     SimulationConfig,
     find_shared_data,
@@ -26,13 +27,12 @@ from audiomoment.simulate import (
     simulated_heads,
     write_dataset,
 )
-from audiomoment.traces import neutral_embedding
 
 # The batched engine when the package has it (the report's settings otherwise, with one EM
 # initialisation to stay fast); the two systems differ only in the trace.
 FAST_LOCALIZE = (
     LocalizeConfig(engine="fast")
-    if importlib.util.find_spec("audiomoment.em_fast") is not None
+    if importlib.util.find_spec("audiomoment.method.em_fast") is not None
     else LocalizeConfig(n_init=1)
 )
 
@@ -77,11 +77,11 @@ def _predictions(ds: SimulatedDataset, neutral: np.ndarray | None) -> list[dict[
 def _r1_at_05(gt_rows: list[dict[str, Any]], pred_rows: list[dict[str, Any]]) -> float:
     """R1@0.5 as a fraction: the top window's best IoU with any ground-truth window >= 0.5.
 
-    Uses ``audiomoment.evaluate.evaluate`` (percentages, as the standard evaluation) when the
-    package has it, the same definition computed here otherwise.
+    Uses ``audiomoment.evaluation.metrics.evaluate`` (percentages, as the
+    standard evaluation) when the package has it, the same definition computed here otherwise.
     """
     try:
-        from audiomoment.evaluate import evaluate
+        from audiomoment.evaluation.metrics import evaluate
     except ImportError:
         evaluate = None
     if evaluate is not None:

@@ -11,7 +11,7 @@ from conftest import run_report_command, write_jsonl
 
 from audiomoment.config import NEUTRAL_PHRASES, LocalizeConfig
 from audiomoment.errors import InputError
-from audiomoment.submission import (
+from audiomoment.reporting.submission import (
     Author,
     package_submission,
     submission_label,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audiomoment.window_baseline import (
+from audiomoment.method.window_baseline import (
     candidate_windows,
     interval_iou,
     sliding_window_moments,

@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO / "src"))
 def encoders(seed: int = 0):
     """(float32 encoder, bfloat16 encoder) with the same random weights."""
     from audiomoment.clap.model import audio_encoder_from_state
-    from audiomoment.clap.synthetic import random_state_dict
+    from audiomoment.testing.random_clap import random_state_dict
 
     state = random_state_dict(seed=seed, text=False)
     return (audio_encoder_from_state(state, "random", "float32"),
@@ -53,7 +53,7 @@ def encoders(seed: int = 0):
 
 def sample_windows(recording: Path | None) -> np.ndarray:
     """The recording's 1-s windows at 44.1 kHz (when given) plus tones, noise and silence."""
-    from audiomoment.audio import load_windows
+    from audiomoment.io.audio import load_windows
 
     rng = np.random.default_rng(1)
     t = np.arange(44100) / 44100
@@ -67,7 +67,7 @@ def sample_windows(recording: Path | None) -> np.ndarray:
 
 def deviation(args: argparse.Namespace) -> float:
     """Print the bf16 deviation; return the largest relative error of a feature vector."""
-    from audiomoment.projection import project
+    from audiomoment.clap.projection import project
 
     f32, bf16 = encoders()
     x = sample_windows(args.recording)
@@ -96,12 +96,12 @@ def perturbed(features: dict[str, np.ndarray], size: float, seed: int) -> dict[s
 def metrics_effect(size: float, seeds: int) -> None:
     from dataclasses import replace
 
-    from audiomoment.annotations import read_annotations
-    from audiomoment.checkpoint import load_projection_heads
-    from audiomoment.dataset import predict_dataset
-    from audiomoment.evaluate import HEADLINE_KEYS, evaluate, headline
-    from audiomoment.features import load_neutral_embedding
-    from audiomoment.simulate import SimulationConfig, simulate, write_dataset
+    from audiomoment.clap.checkpoint import load_projection_heads
+    from audiomoment.evaluation.metrics import HEADLINE_KEYS, evaluate, headline
+    from audiomoment.io.annotations import read_annotations
+    from audiomoment.io.features import load_neutral_embedding
+    from audiomoment.pipelines.dataset import predict_dataset
+    from audiomoment.testing.simulate import SimulationConfig, simulate, write_dataset
 
     clean = simulate(SimulationConfig.castella_like(seed=0))
     print(f"\nSIMULATED benchmark ({len(clean.annotations)} queries), error {size:.1e} x |f|, "

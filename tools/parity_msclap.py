@@ -1,7 +1,7 @@
 """Parity of audiomoment's MS-CLAP 2023 with the official ``msclap`` model classes.
 
 Both are given identical random weights (a full checkpoint in the official layout, written
-by ``audiomoment.clap.synthetic``, GPT-2's legacy mask buffers included) and the same tiny
+by ``audiomoment.testing.random_clap``, GPT-2's legacy mask buffers included) and the same tiny
 GPT-2-format tokenizer; then their audio embeddings (768-d encoder outputs and 1024-d
 projections) and text embeddings (token ids and 1024-d projections) are compared.
 
@@ -105,7 +105,7 @@ def sample_windows(audio_path: Path | None, n_random: int = 4):
     """(n, 44100) float32 windows: real 1-s windows, noise, a tone and silence."""
     import numpy as np
 
-    from audiomoment.audio import load_windows
+    from audiomoment.io.audio import load_windows
 
     rng = np.random.default_rng(0)
     parts = []
@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from audiomoment.clap.model import load_clap
-    from audiomoment.clap.synthetic import write_random_checkpoint, write_tiny_tokenizer
-    from audiomoment.projection import project
+    from audiomoment.clap.projection import project
+    from audiomoment.testing.random_clap import write_random_checkpoint, write_tiny_tokenizer
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory(prefix="parity-") as tmp:

@@ -6,8 +6,13 @@ mixture.
 """
 
 from audiomoment.config import NEUTRAL_PHRASES, LocalizeConfig
-from audiomoment.localize import LocalizationResult, localize, localize_trace, localize_traces
-from audiomoment.traces import contrast_trace, neutral_embedding, similarity_trace
+from audiomoment.method.localize import (
+    LocalizationResult,
+    localize,
+    localize_trace,
+    localize_traces,
+)
+from audiomoment.method.traces import contrast_trace, neutral_embedding, similarity_trace
 
 __all__ = [
     "NEUTRAL_PHRASES",

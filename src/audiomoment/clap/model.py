@@ -1,6 +1,6 @@
 """MS-CLAP 2023 end to end: loading the checkpoint, embedding recordings and captions.
 
-Audio: windows (see :mod:`audiomoment.audio`) -> HTS-AT (768-d) -> audio projection head
+Audio: windows (see :mod:`audiomoment.io.audio`) -> HTS-AT (768-d) -> audio projection head
 -> L2 normalisation. Text: caption -> GPT-2 query vector (768-d) -> caption projection head
 -> L2 normalisation. Both land in the 1024-d joint space where similarities are cosines.
 """
@@ -20,10 +20,9 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from audiomoment.audio import DEFAULT_WINDOWS, WindowConfig, audio_info, expected_windows
-from audiomoment.audio import iter_windows as _iter_windows
-from audiomoment.checkpoint import HEAD_KEYS, ProjectionHead, head_from_state, load_state_dict
+from audiomoment.clap.checkpoint import HEAD_KEYS, ProjectionHead, head_from_state, load_state_dict
 from audiomoment.clap.htsat import HTSAT, HTSATConfig
+from audiomoment.clap.projection import project
 from audiomoment.clap.text import TextEncoder, build_gpt2, gpt2_keys, load_tokenizer
 from audiomoment.clap.weights import (
     AUDIO_PREFIX,
@@ -37,8 +36,9 @@ from audiomoment.clap.weights import (
 )
 from audiomoment.config import NEUTRAL_PHRASES
 from audiomoment.errors import InputError
-from audiomoment.projection import project
-from audiomoment.traces import neutral_embedding
+from audiomoment.io.audio import DEFAULT_WINDOWS, WindowConfig, audio_info, expected_windows
+from audiomoment.io.audio import iter_windows as _iter_windows
+from audiomoment.method.traces import neutral_embedding
 
 Precision = Literal["float32", "bfloat16"]
 PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
@@ -188,8 +188,8 @@ class ClapModel:
         and the tokenizer's content (``cache_dir`` None: no cache)."""
         if cache_dir is None:
             return neutral_embedding(self.text_embeddings(NEUTRAL_PHRASES))
-        from audiomoment.atomic import save_npy
         from audiomoment.clap.text import tokenizer_digest
+        from audiomoment.io.atomic import save_npy
 
         key = hashlib.sha256(
             json.dumps(
@@ -215,8 +215,8 @@ def cached_file_digest(
     path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
 ) -> str:
     """SHA-256 of a file, remembered in ``cache_dir/digests.json`` by (path, size, mtime)."""
-    from audiomoment.atomic import write_text
-    from audiomoment.checkpoint import file_digest
+    from audiomoment.clap.checkpoint import file_digest
+    from audiomoment.io.atomic import write_text
 
     p = Path(path).resolve()
     stat = p.stat()

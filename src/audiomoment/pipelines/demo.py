@@ -1,7 +1,7 @@
 """The one-command demo: a SIMULATED CASTELLA-sized benchmark, Systems 1 and 2, scored.
 
 Real MS-CLAP features cannot be shipped; the demo writes a simulated dataset in the
-lighthouse layout (``audiomoment.simulate``) and runs the real pipeline on it, reading the
+lighthouse layout (``audiomoment.testing.simulate``) and runs the real pipeline on it, reading the
 files back exactly as ``audiomoment predict`` does. Its numbers are simulated, not the
 report's.
 """
@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audiomoment.annotations import read_annotations
-from audiomoment.checkpoint import load_projection_heads
+from audiomoment.clap.checkpoint import load_projection_heads
 from audiomoment.config import LocalizeConfig
-from audiomoment.dataset import predict_dataset
-from audiomoment.features import load_neutral_embedding
-from audiomoment.predictions import write_predictions
+from audiomoment.io.annotations import read_annotations
+from audiomoment.io.features import load_neutral_embedding
+from audiomoment.io.predictions import write_predictions
+from audiomoment.pipelines.dataset import predict_dataset
 
 
 def run_demo(out_dir: Path, seed: int = 0, config: LocalizeConfig | None = None) -> str:
     """Simulate, predict with both systems, evaluate; return the printed report."""
-    from audiomoment.evaluate import evaluate, format_delta_breakdown, format_table
-    from audiomoment.simulate import SimulationConfig, simulate, write_dataset
+    from audiomoment.evaluation.metrics import evaluate, format_delta_breakdown, format_table
+    from audiomoment.testing.simulate import SimulationConfig, simulate, write_dataset
 
     config = config or LocalizeConfig()
     dataset = simulate(SimulationConfig.castella_like(seed=seed))

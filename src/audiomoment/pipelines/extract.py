@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from audiomoment.atomic import save_npy, save_npz
-from audiomoment.audio import audio_info
 from audiomoment.clap.model import ClapModel, Precision, file_features
 from audiomoment.errors import InputError
+from audiomoment.io.atomic import save_npy, save_npz
+from audiomoment.io.audio import audio_info
 
 AUDIO_DIR = "clap"
 TEXT_DIR = "clap_text"
@@ -96,8 +96,8 @@ def extract_text_features(
     ``neutral``, ``out_dir/neutral_embedding.npy``); returns the written paths."""
     from tqdm import tqdm
 
-    from audiomoment.annotations import qid_key, read_annotations
     from audiomoment.clap.model import load_clap
+    from audiomoment.io.annotations import qid_key, read_annotations
 
     rows = read_annotations(annotations_path)
     if model is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from audiomoment.checkpoint import ProjectionHead
+from audiomoment.clap.checkpoint import ProjectionHead
 
 
 def project(x: ArrayLike, head: ProjectionHead, normalize: bool = True) -> NDArray[np.float32]:

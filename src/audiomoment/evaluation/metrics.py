@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from audiomoment.annotations import iter_jsonl
 from audiomoment.errors import InputError
+from audiomoment.io.annotations import iter_jsonl
 
 IOU_THRESHOLDS: tuple[float, ...] = tuple(float(f"{t:.2f}") for t in np.linspace(0.5, 0.95, 10))
 """0.5, 0.55, ..., 0.95 as the standard evaluation rounds them."""

@@ -32,10 +32,10 @@ from typing import Any
 
 import yaml
 
-from audiomoment.annotations import qid_key
-from audiomoment.atomic import atomic_path
 from audiomoment.config import NEUTRAL_PHRASES, LocalizeConfig
 from audiomoment.errors import InputError
+from audiomoment.io.annotations import qid_key
+from audiomoment.io.atomic import atomic_path
 
 TASK = "task6"
 #: Seconds covered by one feature window of the task's MS-CLAP features.

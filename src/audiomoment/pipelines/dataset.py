@@ -20,22 +20,22 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from audiomoment.annotations import qid_key
-from audiomoment.atomic import save_npy
-from audiomoment.checkpoint import ENCODER_DIM, ProjectionHead
+from audiomoment.clap.checkpoint import ENCODER_DIM, ProjectionHead
+from audiomoment.clap.projection import project
 from audiomoment.config import LocalizeConfig
 from audiomoment.errors import InputError
-from audiomoment.features import (
+from audiomoment.io.annotations import qid_key
+from audiomoment.io.atomic import save_npy
+from audiomoment.io.features import (
     audio_features_path,
     load_audio_features,
     load_query_features,
     text_features_path,
 )
-from audiomoment.localize import LocalizationResult, localize_traces
-from audiomoment.predictions import prediction_row
-from audiomoment.projection import project
-from audiomoment.traces import l2_normalize, query_trace
-from audiomoment.window_baseline import sliding_window_moments, window_prediction_row
+from audiomoment.io.predictions import prediction_row
+from audiomoment.method.localize import LocalizationResult, localize_traces
+from audiomoment.method.traces import l2_normalize, query_trace
+from audiomoment.method.window_baseline import sliding_window_moments, window_prediction_row
 
 #: Queries localised per batch: the fast engine vectorises over a batch, the reference loops.
 BATCH_QUERIES = {"fast": 8192, "reference": 256}
@@ -124,7 +124,7 @@ def predict_dataset(
     ``system``: 1 (GMM + background contrast), 2 (GMM on the similarity trace) or
     ``"window"`` (sliding-window clip retrieval on the similarity trace, no mixture).
 
-    ``annotations``: validated rows (``audiomoment.annotations.read_annotations``).
+    ``annotations``: validated rows (``audiomoment.io.annotations.read_annotations``).
     ``heads``: the checkpoint's "audio" and "text" projection heads; needed for 768-d
     features. ``neutral``: (1024,) neutral embedding, required for System 1.
     ``cache_dir``: where projected recordings are cached (None: no cache).

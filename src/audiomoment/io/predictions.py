@@ -11,8 +11,8 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 
-from audiomoment.atomic import write_with
-from audiomoment.localize import LocalizationResult
+from audiomoment.io.atomic import write_with
+from audiomoment.method.localize import LocalizationResult
 
 
 def prediction_row(annotation: Mapping, result: LocalizationResult) -> dict:

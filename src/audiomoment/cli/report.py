@@ -46,7 +46,7 @@ class TraceExample:
 
     dataset : the dataset's label (with SIMULATED where it applies); file_stem : a short name
     for the figure's file; system : 1 or 2; gt_windows : (G, 2) seconds; result : the query's
-    :class:`~audiomoment.localize.LocalizationResult`.
+    :class:`~audiomoment.method.localize.LocalizationResult`.
     """
 
     dataset: str
@@ -95,9 +95,13 @@ def read_datasets(
     warn: Callable[[str], None] | None = None,
 ) -> list[Any]:
     """Read and validate every dataset's annotations and predictions files."""
-    from audiomoment.annotations import by_qid, read_annotations
-    from audiomoment.evaluate import read_predictions
-    from audiomoment.report import DatasetPredictions, SystemPredictions, is_simulated_dataset
+    from audiomoment.evaluation.metrics import read_predictions
+    from audiomoment.io.annotations import by_qid, read_annotations
+    from audiomoment.reporting.tables import (
+        DatasetPredictions,
+        SystemPredictions,
+        is_simulated_dataset,
+    )
 
     n = len(annotation_paths)
     if n == 1:  # one dataset: repeated --predictions / --names simply add up
@@ -133,13 +137,13 @@ def read_datasets(
 
 
 def read_search_results(path: str | Path) -> list[Any]:
-    """Search results as :class:`~audiomoment.html_report.AudioMoments`, one per audio file.
+    """Search results as :class:`~audiomoment.reporting.html.AudioMoments`, one per audio file.
 
     JSON Lines rows ``{"audio": path, "query": text, "pred_relevant_windows": [[s, e, score],
     ...]}``; relative audio paths are taken from the results file's folder.
     """
-    from audiomoment.annotations import iter_jsonl
-    from audiomoment.html_report import AudioMoments, audio_data_uri
+    from audiomoment.io.annotations import iter_jsonl
+    from audiomoment.reporting.html import AudioMoments, audio_data_uri
 
     base = Path(path).parent
     by_audio: dict[Path, list[tuple[str, np.ndarray]]] = defaultdict(list)
@@ -177,10 +181,10 @@ def trace_examples(
     neutral_path: str | None,
 ) -> list[TraceExample]:
     """Localise the chosen queries of one dataset again, keeping their full results."""
-    from audiomoment.annotations import qid_key
-    from audiomoment.checkpoint import load_projection_heads
-    from audiomoment.dataset import predict_dataset
-    from audiomoment.features import load_neutral_embedding
+    from audiomoment.clap.checkpoint import load_projection_heads
+    from audiomoment.io.annotations import qid_key
+    from audiomoment.io.features import load_neutral_embedding
+    from audiomoment.pipelines.dataset import predict_dataset
 
     if not Path(features).is_dir():
         raise InputError(f"{features}: features folder not found")
@@ -227,10 +231,10 @@ def write_report(
     ``figure2_note``: why Figure 2 is missing, when ``examples`` is empty.
     Returns every written path by key.
     """
-    from audiomoment.atomic import write_text
-    from audiomoment.figures import metric_bars_figure, save_png, trace_figure
-    from audiomoment.html_report import Image, Paragraph, Section, Table, render_html, write_html
-    from audiomoment.report import (
+    from audiomoment.io.atomic import write_text
+    from audiomoment.reporting.figures import metric_bars_figure, save_png, trace_figure
+    from audiomoment.reporting.html import Image, Paragraph, Section, Table, render_html, write_html
+    from audiomoment.reporting.tables import (
         METRIC_COLUMNS,
         SIMULATED,
         build_tables,
@@ -348,7 +352,7 @@ def _warn(message: str) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from audiomoment.report import sample_qids
+    from audiomoment.reporting.tables import sample_qids
 
     datasets = read_datasets(args.annotations, args.predictions, args.names, args.dataset_names,
                              args.simulated, warn=_warn)
@@ -398,15 +402,15 @@ def _read_metrics(path: str | None) -> Mapping[str, Any] | None:
     if not isinstance(metrics, dict):
         raise InputError(f"{p}: expected a JSON object of metrics")
     if isinstance(metrics.get("brief"), dict):  # the output of `audiomoment evaluate --json`
-        from audiomoment.report import metric_values
+        from audiomoment.reporting.tables import metric_values
 
         return metric_values(metrics)
     return metrics
 
 
 def _cmd_package(args: argparse.Namespace) -> int:
-    from audiomoment.annotations import iter_jsonl, read_annotations
-    from audiomoment.submission import Author, package_submission
+    from audiomoment.io.annotations import iter_jsonl, read_annotations
+    from audiomoment.reporting.submission import Author, package_submission
 
     annotations = read_annotations(args.annotations)
     predictions, sources, metrics = {}, {}, {}

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from audiomoment.atomic import write_text
 from audiomoment.errors import InputError
+from audiomoment.io.atomic import write_text
 
 #: Highest sample rate of embedded audio (Hz); higher rates are resampled down.
 EMBED_MAX_RATE = 16000

@@ -1,9 +1,9 @@
 """Searching a recording for a text query: audio file + caption -> ranked moments.
 
 The recording is embedded window by window with MS-CLAP 2023 (1-s windows, 1-s hop; see
-:mod:`audiomoment.audio`), the query with the text encoder; System 1 localises the
+:mod:`audiomoment.io.audio`), the query with the text encoder; System 1 localises the
 background-contrast trace (the neutral embedding comes from the three neutral phrases, cached
-on disk), System 2 the plain similarity trace (see :mod:`audiomoment.localize`).
+on disk), System 2 the plain similarity trace (see :mod:`audiomoment.method.localize`).
 
 Window features of a recording are cached on disk (keyed by the audio file's content, the
 checkpoint's content and the windowing), so searching the same file again skips the encoder.
@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from audiomoment.audio import DEFAULT_WINDOWS, WindowConfig, audio_info
 from audiomoment.clap.model import ClapModel, Precision, cached_file_digest, file_features
+from audiomoment.clap.projection import project
 from audiomoment.config import LocalizeConfig
 from audiomoment.errors import InputError
-from audiomoment.localize import LocalizationResult, localize
-from audiomoment.projection import project
+from audiomoment.io.audio import DEFAULT_WINDOWS, WindowConfig, audio_info
+from audiomoment.method.localize import LocalizationResult, localize
 
 #: Marks the cache's ``audio_features`` entries; change when the features would change.
 FEATURES_VERSION = 1
@@ -102,7 +102,7 @@ def audio_features(
     windows: WindowConfig = DEFAULT_WINDOWS,
 ) -> NDArray[np.float32]:
     """(T, 768) window features of a recording, from the cache when present."""
-    from audiomoment.atomic import save_npy
+    from audiomoment.io.atomic import save_npy
 
     encoder = model.require_audio()
     if cache_dir is None:

@@ -54,10 +54,10 @@ from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import lfilter
 
-from audiomoment.checkpoint import ENCODER_DIM, JOINT_DIM, ProjectionHead
+from audiomoment.clap.checkpoint import ENCODER_DIM, JOINT_DIM, ProjectionHead
+from audiomoment.clap.projection import project
 from audiomoment.config import NEUTRAL_PHRASES
-from audiomoment.projection import project
-from audiomoment.traces import neutral_embedding
+from audiomoment.method.traces import neutral_embedding
 
 Preset = Literal["castella", "clotho", "custom"]
 
@@ -95,7 +95,7 @@ _STREAM_GEOMETRY, _STREAM_HEADS, _STREAM_PLAN, _STREAM_RECORDING = 0, 1, 2, 3
 SIMULATED_NOTICE = (
     "SIMULATED DATA. Nothing in this folder comes from real audio or from the real MS-CLAP "
     "model: features, projection heads and the neutral embedding are drawn from a seeded "
-    "generative model (audiomoment.simulate)."
+    "generative model (audiomoment.testing.simulate)."
 )
 
 
@@ -744,7 +744,7 @@ def describe(dataset: SimulatedDataset) -> dict[str, Any]:
     return {
         "simulated": True,
         "notice": SIMULATED_NOTICE,
-        "generator": "audiomoment.simulate",
+        "generator": "audiomoment.testing.simulate",
         "seed": dataset.config.seed,
         "parameters": dataset.config.to_dict(),
         "annotation_source": dataset.source,
@@ -790,8 +790,8 @@ def write_dataset(
     """
     from tqdm import tqdm
 
-    from audiomoment.atomic import save_npy, save_npz, write_text, write_with
-    from audiomoment.checkpoint import head_state, save_checkpoint
+    from audiomoment.clap.checkpoint import head_state, save_checkpoint
+    from audiomoment.io.atomic import save_npy, save_npz, write_text, write_with
 
     root = Path(out_dir)
     paths = {

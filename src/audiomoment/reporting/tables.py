@@ -1,7 +1,7 @@
 """The report's tables as data: main results, results per signal-quality bin, contrast effect.
 
 * Table II: R1@0.5, R1@0.7, mAP, mAP@0.5 and mAP@0.75 per system per dataset, from the
-  standard evaluation (:func:`audiomoment.evaluate.evaluate`). Any predictions file in the
+  standard evaluation (:func:`audiomoment.evaluation.metrics.evaluate`). Any predictions file in the
   standard layout can be a row: Systems 1 and 2, the sliding-window baseline, or another
   toolkit's output (a DETR model's predictions from lighthouse, for one).
 * Table III: count and mean top-1 IoU (percent) per signal-quality bin, Low delta < 0.030,
@@ -31,22 +31,22 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from audiomoment.annotations import qid_key
-from audiomoment.atomic import write_text
 from audiomoment.errors import InputError
-from audiomoment.evaluate import (
+from audiomoment.evaluation.metrics import (
     DELTA_BINS,
     HEADLINE_KEYS,
     delta_breakdown,
     evaluate,
     score_queries,
 )
+from audiomoment.io.annotations import qid_key
+from audiomoment.io.atomic import write_text
 
 #: Table II's columns, in the report's order.
 METRIC_COLUMNS: tuple[str, ...] = ("R1@0.5", "R1@0.7", "mAP", "mAP@0.5", "mAP@0.75")
 #: The word that marks values computed on simulated data.
 SIMULATED = "SIMULATED"
-#: File written by ``audiomoment.simulate`` beside a simulated dataset's annotations.
+#: File written by ``audiomoment.testing.simulate`` beside a simulated dataset's annotations.
 SIMULATION_MARKER = "simulation.json"
 
 

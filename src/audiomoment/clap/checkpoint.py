@@ -124,7 +124,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> N
     """Save ``{"model": state}`` with ``torch.save``, atomically."""
     import torch
 
-    from audiomoment.atomic import atomic_path
+    from audiomoment.io.atomic import atomic_path
 
     with atomic_path(path, suffix=".pth") as tmp:
         torch.save({"model": dict(state)}, tmp)

@@ -1,6 +1,6 @@
 """Localisation: trace -> smoothing -> two-component GMM -> posterior -> ranked windows.
 
-This is the method of both systems once the trace is built (see ``audiomoment.traces``):
+This is the method of both systems once the trace is built (see ``audiomoment.method.traces``):
 
 1. smooth the trace with a Gaussian kernel (``sigma_frames``, reflect mode, truncate 4);
 2. fit a two-component 1-D Gaussian mixture by EM (``n_init`` seeded initialisations, the
@@ -29,8 +29,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.ndimage import gaussian_filter1d
 
 from audiomoment.config import LocalizeConfig
-from audiomoment.mixture import MixtureFit, fit_reference, posterior, posterior_rows
-from audiomoment.moments import (
+from audiomoment.method.mixture import MixtureFit, fit_reference, posterior, posterior_rows
+from audiomoment.method.moments import (
     frame_runs,
     peak_run,
     rank_row_windows,
@@ -39,7 +39,7 @@ from audiomoment.moments import (
     score_row_runs,
     score_runs,
 )
-from audiomoment.traces import query_trace
+from audiomoment.method.traces import query_trace
 
 DEFAULT_CONFIG = LocalizeConfig()
 #: Most frames (traces x length) processed as one block; results do not depend on it.
@@ -90,7 +90,7 @@ def fit_mixtures(
     ``smoothed``: N arrays (T_i,), or one (N, T) array of equal-length traces.
     """
     if config.engine == "fast":
-        from audiomoment.em_fast import fit_fast
+        from audiomoment.method.em_fast import fit_fast
 
         return fit_fast(smoothed, config)
     return fit_reference(list(smoothed), config)
@@ -183,7 +183,7 @@ def candidate_runs(
     """Candidate frame runs [first, last + 1) and whether the fallback produced them.
 
     Maximal runs with ``post >= threshold``; when no frame or every frame reaches the
-    threshold, the peak-centred run of ``smoothed`` (:func:`~audiomoment.moments.peak_run`).
+    threshold, the peak-centred run of ``smoothed`` (:func:`~audiomoment.method.moments.peak_run`).
     """
     above = post >= threshold
     if not above.any() or above.all():
@@ -372,7 +372,7 @@ def duration_limits(durations_s: Sequence[float | None] | None, n: int) -> NDArr
 
 
 def peak_run_masks(smoothed: NDArray[np.float64]) -> NDArray[np.bool_]:
-    """The frames of each row's :func:`~audiomoment.moments.peak_run`: (n, T) -> (n, T)."""
+    """The frames of each row's :func:`~audiomoment.method.moments.peak_run`: (n, T) -> (n, T)."""
     mask = np.zeros(smoothed.shape, dtype=bool)
     for r, row in enumerate(smoothed):
         ((first, stop),) = peak_run(row).tolist()

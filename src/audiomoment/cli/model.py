@@ -45,15 +45,15 @@ def _progress(args: argparse.Namespace) -> bool | None:
 
 def _cmd_search(args: argparse.Namespace) -> int:
     from audiomoment.clap.model import load_clap
-    from audiomoment.dataset import default_cache_dir
-    from audiomoment.search import format_result, search_audio
+    from audiomoment.pipelines.dataset import default_cache_dir
+    from audiomoment.pipelines.search import format_result, search_audio
 
     _check_batch(args)
     if args.top < 1:
         raise InputError(f"--top must be >= 1, got {args.top}")
     if not any(q.strip() for q in args.query):
         raise InputError("the query is empty")
-    from audiomoment.audio import audio_info
+    from audiomoment.io.audio import audio_info
 
     audio_info(args.audio)  # a bad file fails before the model loads
     model = load_clap(args.checkpoint, args.tokenizer,
@@ -81,8 +81,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 def _cmd_extract(args: argparse.Namespace) -> int:
     from audiomoment.clap.model import load_clap
-    from audiomoment.dataset import default_cache_dir
-    from audiomoment.extract import (
+    from audiomoment.pipelines.dataset import default_cache_dir
+    from audiomoment.pipelines.extract import (
         NEUTRAL_FILE,
         extract_audio_features,
         extract_text_features,
@@ -96,13 +96,13 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     if args.audio:
-        from audiomoment.audio import audio_info
+        from audiomoment.io.audio import audio_info
 
         video_ids(args.audio)
         for path in args.audio:
             audio_info(path)
     if args.annotations:
-        from audiomoment.annotations import read_annotations
+        from audiomoment.io.annotations import read_annotations
 
         read_annotations(args.annotations)
     model = load_clap(

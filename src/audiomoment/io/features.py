@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from audiomoment.checkpoint import ENCODER_DIM, JOINT_DIM
+from audiomoment.clap.checkpoint import ENCODER_DIM, JOINT_DIM
 from audiomoment.errors import InputError
 
 AUDIO_DIR = "clap"

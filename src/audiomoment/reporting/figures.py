@@ -22,8 +22,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike, NDArray
 
-from audiomoment.atomic import atomic_path
-from audiomoment.localize import LocalizationResult
+from audiomoment.io.atomic import atomic_path
+from audiomoment.method.localize import LocalizationResult
 
 GT_COLOR = "#2ca02c"
 PRED_COLOR = "#ff7f0e"

@@ -1,6 +1,6 @@
 """Batched two-component EM for many 1-D traces at once, on scikit-learn's path.
 
-:func:`fit_fast` returns what :func:`audiomoment.mixture.fit_reference` returns (one
+:func:`fit_fast` returns what :func:`audiomoment.method.mixture.fit_reference` returns (one
 ``GaussianMixture(n_components=2)`` per trace, k-means initialisation, full covariance), but
 fits every trace and every initialisation of a chunk together with vectorised NumPy.
 
@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from audiomoment.config import LocalizeConfig
-from audiomoment.mixture import MixtureFit
+from audiomoment.method.mixture import MixtureFit
 
 Float = NDArray[np.float64]
 Bool = NDArray[np.bool_]
@@ -704,7 +704,7 @@ def fit_fast(
     config: LocalizeConfig,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> MixtureFit:
-    """Fit a two-component mixture to each trace, as :func:`~audiomoment.mixture.fit_reference`.
+    """Fit a two-component mixture to each trace, as :func:`~.mixture.fit_reference`.
 
     Parameters
     ----------

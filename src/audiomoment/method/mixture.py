@@ -1,7 +1,7 @@
 """Two-component 1-D Gaussian mixtures: fitted parameters, the reference EM engine, posteriors.
 
 The reference engine is scikit-learn's ``GaussianMixture`` fitted once per trace, exactly as
-the report does. ``audiomoment.em_fast`` fits many traces at once and returns the same
+the report does. ``audiomoment.method.em_fast`` fits many traces at once and returns the same
 :class:`MixtureFit`.
 """
 

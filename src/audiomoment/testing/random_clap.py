@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from audiomoment.checkpoint import head_state, random_projection_head
+from audiomoment.clap.checkpoint import head_state, random_projection_head
 
 #: Captions the tiny tokenizer's merges are learned from.
 CORPUS = (
@@ -207,7 +207,7 @@ def write_random_checkpoint(
     text: bool = True,
 ) -> Path:
     """Save :func:`random_state_dict` as ``{"model": state_dict}`` (the official layout)."""
-    from audiomoment.checkpoint import save_checkpoint
+    from audiomoment.clap.checkpoint import save_checkpoint
 
     save_checkpoint(path, random_state_dict(seed, legacy_gpt2_buffers, text))
     return Path(path)

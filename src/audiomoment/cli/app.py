@@ -40,11 +40,11 @@ def _add_localize_options(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from audiomoment.annotations import read_annotations
-    from audiomoment.checkpoint import load_projection_heads
-    from audiomoment.dataset import default_cache_dir, predict_dataset
-    from audiomoment.features import load_neutral_embedding
-    from audiomoment.predictions import write_predictions
+    from audiomoment.clap.checkpoint import load_projection_heads
+    from audiomoment.io.annotations import read_annotations
+    from audiomoment.io.features import load_neutral_embedding
+    from audiomoment.io.predictions import write_predictions
+    from audiomoment.pipelines.dataset import default_cache_dir, predict_dataset
 
     config = _config_from(args)
     annotations = read_annotations(args.annotations)
@@ -92,14 +92,14 @@ def _neutral_from_checkpoint(checkpoint: str, tokenizer: str | None, cache: obje
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from audiomoment.annotations import by_qid, read_annotations
-    from audiomoment.atomic import write_text
-    from audiomoment.evaluate import (
+    from audiomoment.evaluation.metrics import (
         evaluate,
         format_delta_breakdown,
         format_table,
         read_predictions,
     )
+    from audiomoment.io.annotations import by_qid, read_annotations
+    from audiomoment.io.atomic import write_text
 
     annotations = read_annotations(args.annotations, require_windows=True)
     lookup = by_qid(annotations)
@@ -122,7 +122,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from audiomoment.simulate import SimulationConfig, simulate, write_dataset
+    from audiomoment.testing.simulate import SimulationConfig, simulate, write_dataset
 
     sim = (SimulationConfig.clotho_like if args.preset == "clotho" else
            SimulationConfig.castella_like)(seed=args.seed)
@@ -134,7 +134,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from audiomoment.demo import run_demo
+    from audiomoment.pipelines.demo import run_demo
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="audiomoment-demo-"))
     print(run_demo(out, seed=args.seed, config=_config_from(args)))
@@ -184,10 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_localize_options(p)
     p.set_defaults(handler=_cmd_demo)
 
-    from audiomoment.cli_report import add_report_commands
+    from audiomoment.cli.report import add_report_commands
 
     add_report_commands(sub)
-    from audiomoment.cli_model import add_model_commands
+    from audiomoment.cli.model import add_model_commands
 
     add_model_commands(sub)
     return parser

@@ -1,0 +1,7 @@
+"""``python -m audiomoment``: the command line."""
+
+import sys
+
+from audiomoment.cli.app import main
+
+sys.exit(main())
