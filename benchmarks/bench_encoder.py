@@ -85,8 +85,10 @@ def official_encoder(state: dict) -> Callable | None:
         return None
     import torch
 
+    from audiomoment.clap.keys import BASE, PART
+
     model = HTSATWrapper(44100, 1024, 320, 64, 50, 8000, 527, 768).eval()
-    prefix = "audio_encoder.base."
+    prefix = PART["audio"] + BASE  # the official wrapper's tensors
     model.load_state_dict({k[len(prefix):]: v for k, v in state.items()
                            if k.startswith(prefix)}, strict=True)
 

@@ -28,8 +28,9 @@ import time
 import numpy as np
 from scipy.special import erf
 
-from audiomoment.clap.checkpoint import ProjectionHead, random_projection_head
+from audiomoment.clap.checkpoint import ProjectionHead
 from audiomoment.clap.projection import project
+from audiomoment.testing.random_clap import random_projection_head
 
 
 def project_numpy(x: np.ndarray, head: ProjectionHead) -> np.ndarray:

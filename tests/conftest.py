@@ -9,8 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiomoment.clap.checkpoint import head_state, random_projection_head, save_checkpoint
-from audiomoment.testing.random_clap import ensure_random_checkpoint, write_tiny_tokenizer
+from audiomoment.clap.checkpoint import head_state, save_checkpoint
+from audiomoment.testing.random_clap import (
+    ensure_random_checkpoint,
+    random_projection_head,
+    write_tiny_tokenizer,
+)
 
 
 def shared_data_dir() -> Path:

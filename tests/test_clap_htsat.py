@@ -9,20 +9,22 @@ import torch
 import torch.nn.functional as F
 
 from audiomoment.clap.htsat import (
-    CHECKPOINT_PREFIX,
     HTSAT,
     UNUSED_KEYS,
     HTSATConfig,
     SwinBlock,
     expected_keys,
-    frames_for,
     inverse_order,
     merge_order,
     window_order,
 )
-from audiomoment.clap.weights import AUDIO_PREFIX, is_ignored_audio_key, load_into, part_state
+from audiomoment.clap.keys import HEAD_KEYS, PART, encoder_prefix, head_prefix, part_keys
+from audiomoment.clap.weights import is_ignored_audio_key, load_into, part_state
 from audiomoment.errors import InputError
 from audiomoment.testing.random_clap import random_state_dict
+
+#: The encoder's prefix in the official checkpoint, spelled out as an independent check.
+CHECKPOINT_PREFIX = "audio_encoder.base.htsat."
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +42,28 @@ def htsat(audio_state: dict) -> HTSAT:
     return model.prepare()
 
 
-def test_configuration_facts() -> None:
+def test_configuration_facts(htsat: HTSAT) -> None:
     cfg = HTSATConfig()
     assert (cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels) == (44100, 1024, 320, 64)
     assert cfg.num_features == 768
     assert cfg.freq_ratio == 4 and cfg.image_frames == 1024
-    assert frames_for(44100) == 138  # a 1-s window: 44100 // 320 + 1
-    assert frames_for(cfg.max_samples) == 1024
-    assert frames_for(cfg.max_samples + 1) == 1025
+
+    def frames(n_samples: int) -> int:  # the encoder's own spectrogram frames
+        return int(htsat.log_mel(torch.zeros(1, n_samples)).shape[1])
+
+    assert frames(44100) == 138  # a 1-s window: 44100 // 320 + 1
+    assert frames(cfg.max_samples) == 1024
+    assert frames(cfg.max_samples + 1) == 1025
+
+
+def test_the_key_map_spells_the_official_prefixes() -> None:
+    assert encoder_prefix("audio") == CHECKPOINT_PREFIX
+    assert encoder_prefix("text") == "caption_encoder.base."
+    assert head_prefix("audio") == "audio_encoder.projection."
+    assert head_prefix("text") == "caption_encoder.projection."
+    assert part_keys("audio", ["bn0.running_var"]) == [
+        "base.htsat.bn0.running_var", "projection.linear1.weight", "projection.linear2.weight",
+        "projection.layer_norm.weight", "projection.layer_norm.bias"]
 
 
 def test_checkpoint_keys_are_the_official_names() -> None:
@@ -198,21 +214,20 @@ def test_batches_do_not_mix_and_long_input_is_refused(htsat: HTSAT) -> None:
 
 
 def test_part_state_is_strict(audio_state: dict) -> None:
-    from audiomoment.clap.checkpoint import HEAD_KEYS
-
+    audio = PART["audio"]
     state = dict(audio_state)
-    state.update({f"{AUDIO_PREFIX}projection.{k}": torch.zeros(1) for k in HEAD_KEYS})
-    expected = [f"base.htsat.{k}" for k in expected_keys()]
-    expected += [f"projection.{k}" for k in HEAD_KEYS]
-    tensors = part_state(state, AUDIO_PREFIX, expected, is_ignored_audio_key, "ckpt")
+    state.update({f"{head_prefix('audio')}{k}": torch.zeros(1) for k in HEAD_KEYS})
+    expected = part_keys("audio", expected_keys())
+    assert len(expected) == len(expected_keys()) + 4
+    tensors = part_state(state, audio, expected, is_ignored_audio_key, "ckpt")
     assert len(tensors) == len(expected)  # the unused head was accepted and dropped
 
-    extra = {**state, f"{AUDIO_PREFIX}base.htsat.layers.0.blocks.0.attn.extra": torch.zeros(1)}
+    extra = {**state, f"{CHECKPOINT_PREFIX}layers.0.blocks.0.attn.extra": torch.zeros(1)}
     with pytest.raises(InputError, match=r"1 unexpected key.*attn\.extra"):
-        part_state(extra, AUDIO_PREFIX, expected, is_ignored_audio_key, "ckpt")
+        part_state(extra, audio, expected, is_ignored_audio_key, "ckpt")
     missing = {k: v for k, v in state.items() if not k.endswith("bn0.running_var")}
     with pytest.raises(InputError, match=r"1 missing key.*bn0\.running_var"):
-        part_state(missing, AUDIO_PREFIX, expected, is_ignored_audio_key, "ckpt")
+        part_state(missing, audio, expected, is_ignored_audio_key, "ckpt")
 
 
 def test_load_into_reports_shape_mismatch(audio_state: dict) -> None:
@@ -226,8 +241,8 @@ def test_load_into_reports_shape_mismatch(audio_state: dict) -> None:
 def test_workers_and_bfloat16(htsat: HTSAT) -> None:
     import copy
 
-    from audiomoment.clap.checkpoint import random_projection_head
     from audiomoment.clap.model import AudioEncoder
+    from audiomoment.testing.random_clap import random_projection_head
 
     head = random_projection_head(np.random.default_rng(0))
     # Inputs that the random network tells apart: white-noise windows of one level give

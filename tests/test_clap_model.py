@@ -3,6 +3,7 @@ GPT-2 buffers), the text encoder's tokenisation convention, and finding weights 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from collections.abc import Mapping
@@ -15,9 +16,10 @@ import torch
 
 import audiomoment.clap.model as clap_model
 from audiomoment.clap import load_clap, query_position
-from audiomoment.clap.model import ClapModel, cached_file_digest
+from audiomoment.clap.model import ClapModel
 from audiomoment.clap.weights import resolve_checkpoint, resolve_tokenizer
 from audiomoment.errors import InputError
+from audiomoment.io.cache import cached_file_digest
 
 
 @pytest.fixture(scope="module")
@@ -147,28 +149,11 @@ def test_too_long_query_is_an_input_error(clap: ClapModel) -> None:
         clap.require_text().token_ids("dog " * 1100)
 
 
-def test_neutral_embedding_is_cached_by_content(
-    clap: ClapModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from audiomoment.config import NEUTRAL_PHRASES
-    from audiomoment.method.traces import neutral_embedding
-
-    expected = neutral_embedding(clap.text_embeddings(NEUTRAL_PHRASES))
-    first = clap.neutral_embedding(tmp_path)
-    assert np.allclose(first, expected, atol=1e-6)
-    assert len(list((tmp_path / "neutral").glob("*.npy"))) == 1
-    calls = []
-    original = ClapModel.text_embeddings
-    monkeypatch.setattr(ClapModel, "text_embeddings",
-                        lambda self, texts: calls.append(texts) or original(self, texts))
-    assert np.array_equal(clap.neutral_embedding(tmp_path), first)
-    assert calls == []  # read from the cache
-
-
 def test_file_digest_cache_follows_content(tmp_path: Path) -> None:
     f = tmp_path / "weights.bin"
     f.write_bytes(b"one")
     first = cached_file_digest(f, tmp_path / "cache")
+    assert first == hashlib.sha256(b"one").hexdigest()
     assert cached_file_digest(f, tmp_path / "cache") == first
     f.write_bytes(b"two!")
     assert cached_file_digest(f, tmp_path / "cache") != first

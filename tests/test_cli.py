@@ -178,10 +178,11 @@ def test_window_baseline_system(tiny_dataset, tmp_path, capsys):
 def test_system1_neutral_from_the_checkpoint_text_encoder(tiny_dataset, tmp_path, capsys,
                                                           clap_files, monkeypatch):
     from audiomoment.clap.model import load_clap
+    from audiomoment.pipelines.neutral import neutral_from_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     ckpt, tok = clap_files
-    neutral = load_clap(ckpt, tok, audio=False).neutral_embedding(None)
+    neutral = neutral_from_model(load_clap(ckpt, tok, audio=False), None)
     np.save(tmp_path / "neutral.npy", neutral)
     common = ["predict", "--annotations", tiny_dataset["annotations"], "--features",
               tiny_dataset["features"], "--checkpoint", ckpt, "--system", "1",

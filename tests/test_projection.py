@@ -11,11 +11,11 @@ from audiomoment.clap.checkpoint import (
     head_from_state,
     head_state,
     load_projection_heads,
-    random_projection_head,
     save_checkpoint,
 )
 from audiomoment.clap.projection import project
 from audiomoment.errors import InputError
+from audiomoment.testing.random_clap import random_projection_head
 
 
 def torch_head(x: np.ndarray, state: dict, prefix: str) -> np.ndarray:

@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,7 @@ import pytest
 import soundfile as sf
 
 from audiomoment.clap import ClapModel, load_clap
-from audiomoment.cli import app as cli
-from audiomoment.cli.model import add_model_commands
+from audiomoment.cli import main
 from audiomoment.errors import InputError
 from audiomoment.pipelines.search import SearchResult, search_audio
 
@@ -38,25 +36,6 @@ def recording(shared_data: Path) -> Path:
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
-
-
-def with_model_commands() -> object:
-    """cli.build_parser with ``search`` and ``extract-features`` (added if not wired yet)."""
-    build = cli.build_parser
-
-    def parser():
-        p = build()
-        sub = next(a for a in p._actions if a.__class__.__name__ == "_SubParsersAction")
-        if "search" not in sub.choices:
-            add_model_commands(sub)
-        return p
-
-    return parser
-
-
-def run_cli(argv: Sequence[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(cli, "build_parser", with_model_commands())
-    return cli.main(list(argv))
 
 
 def check_result(res: SearchResult, duration: float, top: int) -> None:
@@ -161,12 +140,12 @@ def test_extract_features_then_predict_gives_the_search_windows(
 
 def test_cli_search_and_extract(
     clap_files: tuple[Path, Path], recording: Path, tmp_path: Path, cache: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     ckpt, tok = clap_files
     common = ["--checkpoint", str(ckpt), "--tokenizer", str(tok), "--no-progress"]
-    code = run_cli(["search", str(recording), "water falling", "--top", "3", "--json",
-                    "--cache-dir", str(cache), *common], monkeypatch)
+    code = main(["search", str(recording), "water falling", "--top", "3", "--json",
+                    "--cache-dir", str(cache), *common])
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
@@ -174,8 +153,8 @@ def test_cli_search_and_extract(
     assert data["query"] == "water falling" and data["system"] == 1
     assert 1 <= len(data["windows"]) <= 3
 
-    code = run_cli(["search", str(recording), "water", "--system", "2", "--cache-dir",
-                    str(cache), *common], monkeypatch)
+    code = main(["search", str(recording), "water", "--system", "2", "--cache-dir",
+                    str(cache), *common])
     out = capsys.readouterr().out
     assert code == 0 and 'System 2: "water"' in out
     first = out.splitlines()[1]  # "   1. 0:06.0 - 0:26.0   (6.0 - 26.0 s)   score 0.9721"
@@ -186,7 +165,7 @@ def test_cli_search_and_extract(
     assert (60 * m1 + s1, 60 * m2 + s2) == (float(start), float(end))
 
     missing = tmp_path / "missing.wav"
-    assert run_cli(["search", str(missing), "water", *common], monkeypatch) == 2
+    assert main(["search", str(missing), "water", *common]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("audiomoment: error:") and "not found" in err and "\n" not in err
 
@@ -195,13 +174,12 @@ def test_cli_search_and_extract(
                    + "\n")
     short = tmp_path / "tiny.wav"
     sf.write(short, np.zeros(8000, np.float32), 16000)
-    assert run_cli(["extract-features", str(short), "--out", str(tmp_path / "o"), *common],
-                   monkeypatch) == 2
+    assert main(["extract-features", str(short), "--out", str(tmp_path / "o"), *common]) == 2
     assert "shorter than one" in capsys.readouterr().err
     gen = tmp_path / "gen.wav"
     sf.write(gen, 0.1 * np.random.default_rng(0).standard_normal(3 * 22050), 22050)
-    code = run_cli(["extract-features", str(gen), "--annotations", str(ann), "--out",
-                    str(tmp_path / "o"), "--cache-dir", str(cache), *common], monkeypatch)
+    code = main(["extract-features", str(gen), "--annotations", str(ann), "--out",
+                    str(tmp_path / "o"), "--cache-dir", str(cache), *common])
     assert code == 0
     assert np.load(tmp_path / "o" / "clap" / "gen.npz")["features"].shape == (3, 768)
     assert np.load(tmp_path / "o" / "clap_text" / "q1.npz")["last_hidden_state"].shape[1] == 768
@@ -211,22 +189,8 @@ def test_cli_search_and_extract(
 def test_cli_offline_without_weights_is_one_clear_line(recording: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(REPO / "src"))
-    code = (
-        "import sys\n"
-        "from audiomoment.cli import app as cli\n"
-        "from audiomoment.cli.model import add_model_commands\n"
-        "build = cli.build_parser\n"
-        "def parser():\n"
-        "    p = build()\n"
-        "    sub = next(a for a in p._actions if a.__class__.__name__ == '_SubParsersAction')\n"
-        "    if 'search' not in sub.choices:\n"
-        "        add_model_commands(sub)\n"
-        "    return p\n"
-        "cli.build_parser = parser\n"
-        "sys.exit(cli.main(sys.argv[1:]))\n"
-    )
     proc = subprocess.run(
-        [sys.executable, "-c", code, "search", str(recording), "water", "--no-cache"],
+        [sys.executable, "-m", "audiomoment", "search", str(recording), "water", "--no-cache"],
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2, proc.stderr

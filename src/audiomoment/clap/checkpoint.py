@@ -1,33 +1,24 @@
-"""Reading (and, for tests and simulations, writing) MS-CLAP 2023 checkpoints.
+"""Reading and writing MS-CLAP 2023 checkpoints, and their projection heads.
 
-The official file ``CLAP_weights_2023.pth`` is a torch pickle holding ``{"model": state_dict}``.
-Its projection heads live under ``audio_encoder.projection.*`` and
-``caption_encoder.projection.*`` with the keys ``linear1.weight`` (1024 x 768),
-``linear2.weight`` (1024 x 1024), ``layer_norm.weight`` and ``layer_norm.bias`` (1024).
+The official file ``CLAP_weights_2023.pth`` is a torch pickle holding ``{"model": state_dict}``
+with the names of :mod:`audiomoment.clap.keys`. The simulator writes checkpoints that hold
+only the two projection heads (:func:`head_state`, :func:`save_checkpoint`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from audiomoment.clap.keys import HEAD_KEYS, MODALITIES, Modality, head_prefix
 from audiomoment.errors import InputError
 
-Modality = Literal["audio", "text"]
-
-#: State-dict prefix of each projection head in the official checkpoint.
-HEAD_PREFIX: dict[str, str] = {
-    "audio": "audio_encoder.projection",
-    "text": "caption_encoder.projection",
-}
-HEAD_KEYS = ("linear1.weight", "linear2.weight", "layer_norm.weight", "layer_norm.bias")
 ENCODER_DIM = 768
 JOINT_DIM = 1024
 
@@ -84,11 +75,11 @@ def head_from_state(
     state: Mapping[str, Any], modality: Modality, source: str = "checkpoint"
 ) -> ProjectionHead:
     """Build one projection head from a state dict, checking keys and shapes."""
-    prefix = HEAD_PREFIX[modality]
-    missing = [f"{prefix}.{k}" for k in HEAD_KEYS if f"{prefix}.{k}" not in state]
+    prefix = head_prefix(modality)
+    missing = [prefix + k for k in HEAD_KEYS if prefix + k not in state]
     if missing:
         raise InputError(f"{source}: missing key {missing[0]} (not an MS-CLAP 2023 checkpoint?)")
-    arrays = [np.asarray(state[f"{prefix}.{k}"].detach().cpu().float().numpy()) for k in HEAD_KEYS]
+    arrays = [np.asarray(state[prefix + k].detach().cpu().float().numpy()) for k in HEAD_KEYS]
     w1, w2, g, b = arrays
     out_dim = w1.shape[0] if w1.ndim == 2 else -1
     if (
@@ -98,7 +89,7 @@ def head_from_state(
         or b.shape != (out_dim,)
     ):
         raise InputError(
-            f"{source}: {prefix} has inconsistent shapes "
+            f"{source}: {prefix.rstrip('.')} has inconsistent shapes "
             f"{[tuple(a.shape) for a in arrays]} for linear1, linear2, layer_norm weight, bias"
         )
     return ProjectionHead(w1, w2, g, b)
@@ -107,16 +98,16 @@ def head_from_state(
 def load_projection_heads(path: str | os.PathLike[str]) -> dict[str, ProjectionHead]:
     """The audio and text projection heads of an MS-CLAP 2023 checkpoint file."""
     state = load_state_dict(path)
-    return {m: head_from_state(state, m, str(path)) for m in ("audio", "text")}  # type: ignore[misc]
+    return {m: head_from_state(state, m, str(path)) for m in MODALITIES}
 
 
 def head_state(head: ProjectionHead, modality: Modality) -> dict[str, Any]:
     """The state-dict entries (torch tensors) of one head under its official key names."""
     import torch
 
-    prefix = HEAD_PREFIX[modality]
+    prefix = head_prefix(modality)
     values = (head.linear1, head.linear2, head.ln_weight, head.ln_bias)
-    return {f"{prefix}.{k}": torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))
+    return {prefix + k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))
             for k, v in zip(HEAD_KEYS, values, strict=True)}
 
 
@@ -129,25 +120,3 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> N
     with atomic_path(path, suffix=".pth") as tmp:
         torch.save({"model": dict(state)}, tmp)
 
-
-def random_projection_head(
-    rng: np.random.Generator, in_dim: int = ENCODER_DIM, out_dim: int = JOINT_DIM
-) -> ProjectionHead:
-    """A randomly initialised head (for tests and simulations), torch-like scales."""
-    bound1 = 1.0 / np.sqrt(in_dim)
-    bound2 = 1.0 / np.sqrt(out_dim)
-    return ProjectionHead(
-        linear1=rng.uniform(-bound1, bound1, (out_dim, in_dim)).astype(np.float32),
-        linear2=rng.uniform(-bound2, bound2, (out_dim, out_dim)).astype(np.float32),
-        ln_weight=(1.0 + 0.1 * rng.standard_normal(out_dim)).astype(np.float32),
-        ln_bias=(0.05 * rng.standard_normal(out_dim)).astype(np.float32),
-    )
-
-
-def file_digest(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str:
-    """SHA-256 of a file's content (hex), for cache keys."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_bytes):
-            h.update(chunk)
-    return h.hexdigest()

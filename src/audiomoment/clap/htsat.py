@@ -19,8 +19,8 @@ Facts of the official model that this module reproduces:
   frame-wise upsampling are not computed here. Their checkpoint tensors are accepted and
   ignored (:data:`UNUSED_KEYS`).
 
-Parameter and buffer names match the official state dict under
-``audio_encoder.base.htsat.`` (:data:`CHECKPOINT_PREFIX`), so the checkpoint loads strictly.
+Parameter and buffer names match the official state dict under the audio encoder's prefix
+(:func:`audiomoment.clap.keys.encoder_prefix`), so the checkpoint loads strictly.
 
 For speed, tokens are kept in each block's windowed order (one gather per block instead of
 rolling and partitioning the grid and undoing both), attention runs through torch's fused
@@ -40,8 +40,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-#: Where the encoder's tensors live in the official checkpoint.
-CHECKPOINT_PREFIX = "audio_encoder.base.htsat."
 #: Checkpoint tensors of the classification head, which the embedding does not use.
 UNUSED_KEYS = ("tscam_conv.weight", "tscam_conv.bias", "head.weight", "head.bias")
 # index tensors are built on the CPU even under a meta-device context
@@ -618,13 +616,8 @@ class HTSAT(nn.Module):
 
 
 def expected_keys(config: HTSATConfig | None = None) -> list[str]:
-    """The state-dict keys the encoder needs (without :data:`CHECKPOINT_PREFIX`)."""
+    """The state-dict keys the encoder needs (without the checkpoint's encoder prefix)."""
     with torch.device("meta"):
         model = HTSAT(config)
     return list(model.state_dict().keys())
 
-
-def frames_for(n_samples: int, config: HTSATConfig | None = None) -> int:
-    """Spectrogram frames of a waveform of ``n_samples`` (centred STFT): n // hop + 1."""
-    cfg = config or HTSATConfig()
-    return n_samples // cfg.hop_length + 1

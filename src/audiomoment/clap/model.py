@@ -7,11 +7,8 @@ Audio: windows (see :mod:`audiomoment.io.audio`) -> HTS-AT (768-d) -> audio proj
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +17,12 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from audiomoment.clap.checkpoint import HEAD_KEYS, ProjectionHead, head_from_state, load_state_dict
+from audiomoment.clap.checkpoint import ProjectionHead, head_from_state, load_state_dict
 from audiomoment.clap.htsat import HTSAT, HTSATConfig
+from audiomoment.clap.keys import PART, encoder_tensors, part_keys
 from audiomoment.clap.projection import project
 from audiomoment.clap.text import TextEncoder, build_gpt2, gpt2_keys, load_tokenizer
 from audiomoment.clap.weights import (
-    AUDIO_PREFIX,
-    TEXT_PREFIX,
     is_ignored_audio_key,
     is_ignored_text_key,
     load_into,
@@ -34,11 +30,10 @@ from audiomoment.clap.weights import (
     resolve_checkpoint,
     resolve_tokenizer,
 )
-from audiomoment.config import NEUTRAL_PHRASES
 from audiomoment.errors import InputError
 from audiomoment.io.audio import DEFAULT_WINDOWS, WindowConfig, audio_info, expected_windows
 from audiomoment.io.audio import iter_windows as _iter_windows
-from audiomoment.method.traces import neutral_embedding
+from audiomoment.io.cache import cached_file_digest
 
 Precision = Literal["float32", "bfloat16"]
 PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
@@ -110,10 +105,6 @@ class AudioEncoder:
                 torch.set_num_threads(threads)
         return out.float().numpy()
 
-    def embed(self, windows: ArrayLike) -> NDArray[np.float32]:
-        """(n, samples) -> (n, 1024) joint-space embeddings, L2-normalised."""
-        return project(self.features(windows), self.head)
-
 
 def file_features(
     encoder: AudioEncoder,
@@ -121,12 +112,10 @@ def file_features(
     batch_size: int = 8,
     progress: bool | None = None,
     windows: WindowConfig = DEFAULT_WINDOWS,
-    on_batch: Callable[[int], None] | None = None,
 ) -> NDArray[np.float32]:
     """(T, 768) window features of a whole recording, streamed in batches.
 
-    ``progress``: a progress bar on stderr (None: only on a terminal). ``on_batch`` is
-    called with the number of windows done after each batch.
+    ``progress``: a progress bar on stderr (None: only on a terminal).
     """
     from tqdm import tqdm
 
@@ -139,8 +128,6 @@ def file_features(
         for batch in _iter_windows(path, batch_size, windows):
             rows.append(encoder.features(batch))
             bar.update(len(batch))
-            if on_batch is not None:
-                on_batch(sum(len(r) for r in rows))
     return np.concatenate(rows).astype(np.float32, copy=False)
 
 
@@ -180,64 +167,6 @@ class ClapModel:
             self._digest = cached_file_digest(self.checkpoint, cache_dir)
         return self._digest
 
-    def neutral_embedding(
-        self, cache_dir: str | os.PathLike[str] | None = None
-    ) -> NDArray[np.float64]:
-        """System 1's neutral direction (1024,): the normalised mean of the normalised
-        embeddings of :data:`NEUTRAL_PHRASES`; cached on disk, keyed by the checkpoint's
-        and the tokenizer's content (``cache_dir`` None: no cache)."""
-        if cache_dir is None:
-            return neutral_embedding(self.text_embeddings(NEUTRAL_PHRASES))
-        from audiomoment.clap.text import tokenizer_digest
-        from audiomoment.io.atomic import save_npy
-
-        key = hashlib.sha256(
-            json.dumps(
-                [self.checkpoint_digest(cache_dir),
-                 tokenizer_digest(self.tokenizer_dir) if self.tokenizer_dir else "",
-                 list(NEUTRAL_PHRASES)]
-            ).encode()
-        ).hexdigest()[:24]
-        path = Path(cache_dir) / "neutral" / f"{key}.npy"
-        if path.is_file():
-            try:
-                arr = np.load(path, allow_pickle=False)
-                if arr.shape == (self.heads["text"].out_dim,) and np.all(np.isfinite(arr)):
-                    return arr.astype(np.float64)
-            except (OSError, ValueError):
-                pass  # a damaged entry is recomputed
-        vec = neutral_embedding(self.text_embeddings(NEUTRAL_PHRASES))
-        save_npy(path, vec)
-        return vec
-
-
-def cached_file_digest(
-    path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
-) -> str:
-    """SHA-256 of a file, remembered in ``cache_dir/digests.json`` by (path, size, mtime)."""
-    from audiomoment.clap.checkpoint import file_digest
-    from audiomoment.io.atomic import write_text
-
-    p = Path(path).resolve()
-    stat = p.stat()
-    ident = f"{p}|{stat.st_size}|{stat.st_mtime_ns}"
-    table: dict[str, str] = {}
-    store = Path(cache_dir) / "digests.json" if cache_dir is not None else None
-    if store is not None and store.is_file():
-        try:
-            loaded = json.loads(store.read_text(encoding="utf-8"))
-            table = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
-            table = {}
-        if isinstance(table.get(ident), str):
-            return table[ident]
-    digest = file_digest(p)
-    if store is not None:
-        table[ident] = digest
-        with contextlib.suppress(OSError):  # a read-only cache only costs time
-            write_text(store, json.dumps(table, indent=1))
-    return digest
-
 
 def load_clap(
     checkpoint: str | os.PathLike[str] | None = None,
@@ -275,13 +204,11 @@ def load_clap(
         model.audio = audio_encoder_from_state(state, source, precision, device=device)
         model.heads["audio"] = model.audio.head
     if text:
-        expected = [f"base.{k}" for k in gpt2_keys()]
-        expected += [f"projection.{k}" for k in HEAD_KEYS]
-        tensors = part_state(state, TEXT_PREFIX, expected, is_ignored_text_key, source)
+        expected = part_keys("text", gpt2_keys())
+        tensors = part_state(state, PART["text"], expected, is_ignored_text_key, source)
         # only now the tokenizer (possibly a download): the checkpoint has a text encoder
         model.tokenizer_dir = resolve_tokenizer(tokenizer)
-        gpt = build_gpt2({k[len("base."):]: v for k, v in tensors.items()
-                          if k.startswith("base.")}, source)
+        gpt = build_gpt2(encoder_tensors("text", tensors), source)
         model.heads["text"] = head_from_state(state, "text", source)
         model.text = TextEncoder(gpt, load_tokenizer(model.tokenizer_dir))
     return model
@@ -296,12 +223,10 @@ def audio_encoder_from_state(
 ) -> AudioEncoder:
     """The audio encoder and its projection head from a full state dict in the official
     layout (strict, as :func:`load_clap`); ``source`` names it in errors."""
-    expected = [f"base.htsat.{k}" for k in _htsat_keys()]
-    expected += [f"projection.{k}" for k in HEAD_KEYS]
-    tensors = part_state(state, AUDIO_PREFIX, expected, is_ignored_audio_key, source)
+    expected = part_keys("audio", _htsat_keys())
+    tensors = part_state(state, PART["audio"], expected, is_ignored_audio_key, source)
     htsat = HTSAT(HTSATConfig())
-    load_into(htsat, {k[len("base.htsat."):]: v for k, v in tensors.items()
-                      if k.startswith("base.htsat.")}, source)
+    load_into(htsat, encoder_tensors("audio", tensors), source)
     head = head_from_state(state, "audio", source)
     return AudioEncoder(htsat, head, precision, workers=workers, device=device)
 

@@ -55,8 +55,6 @@ GPT2_CONFIG: dict[str, Any] = {
     "eos_token_id": 50256,
 }
 
-CHECKPOINT_PREFIX = "caption_encoder.base."
-
 
 @dataclass(frozen=True)
 class TokenisationConfig:

@@ -11,12 +11,13 @@ Where the files come from, in order:
 A file that cannot be had is an :class:`InputError` that names it and says how to provide it.
 
 Strict loading: every tensor a used part needs must be in the checkpoint with its official
-name and shape, and the checkpoint may hold nothing else under that part's prefix, except
+name (:mod:`audiomoment.clap.keys`) and shape, and the checkpoint may hold nothing else under
+that part's prefix, except
 
 * the classification head of the audio encoder (``tscam_conv.*``, ``head.*``), not used;
-* GPT-2's causal-mask buffers ``caption_encoder.base.h.N.attn.bias`` and
-  ``...attn.masked_bias``, which checkpoints saved with transformers 4.x carry and current
-  transformers no longer has (the mask is rebuilt, so their values are not needed).
+* GPT-2's causal-mask buffers ``h.N.attn.bias`` and ``h.N.attn.masked_bias``, which
+  checkpoints saved with transformers 4.x carry and current transformers no longer has (the
+  mask is rebuilt, so their values are not needed).
 
 Keys outside the used parts (``logit_scale``) are ignored.
 """
@@ -29,6 +30,7 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from audiomoment.clap.keys import ENCODER
 from audiomoment.errors import InputError
 
 CHECKPOINT_REPO = "microsoft/msclap"
@@ -36,9 +38,7 @@ CHECKPOINT_FILE = "CLAP_weights_2023.pth"
 TOKENIZER_REPO = "gpt2"
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
 
-AUDIO_PREFIX = "audio_encoder."
-TEXT_PREFIX = "caption_encoder."
-_LEGACY_GPT2_BUFFER = re.compile(r"base\.h\.\d+\.attn\.(bias|masked_bias)")
+_LEGACY_GPT2_BUFFER = re.compile(re.escape(ENCODER["text"]) + r"h\.\d+\.attn\.(bias|masked_bias)")
 
 
 def hub_offline() -> bool:
@@ -114,15 +114,17 @@ def resolve_tokenizer(path: str | os.PathLike[str] | None = None) -> Path:
 
 
 def is_ignored_audio_key(key: str) -> bool:
-    """Keys under ``audio_encoder.`` that are accepted and ignored: the unused head."""
+    """Keys of the audio part (relative to its prefix) that are accepted and ignored: the
+    unused classification head."""
     from audiomoment.clap.htsat import UNUSED_KEYS
 
-    return key.startswith("base.htsat.") and key[len("base.htsat."):] in UNUSED_KEYS
+    prefix = ENCODER["audio"]
+    return key.startswith(prefix) and key[len(prefix):] in UNUSED_KEYS
 
 
 def is_ignored_text_key(key: str) -> bool:
-    """Keys under ``caption_encoder.`` that are accepted and ignored: GPT-2's legacy
-    causal-mask buffers."""
+    """Keys of the text part (relative to its prefix) that are accepted and ignored: GPT-2's
+    legacy causal-mask buffers."""
     return _LEGACY_GPT2_BUFFER.fullmatch(key) is not None
 
 

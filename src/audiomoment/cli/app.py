@@ -80,6 +80,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _neutral_from_checkpoint(checkpoint: str, tokenizer: str | None, cache: object) -> object:
     """System 1's neutral embedding from the checkpoint's text encoder (cached)."""
     from audiomoment.clap.model import load_clap
+    from audiomoment.pipelines.neutral import neutral_from_model
 
     try:
         model = load_clap(checkpoint, tokenizer, audio=False, text=True)
@@ -88,7 +89,7 @@ def _neutral_from_checkpoint(checkpoint: str, tokenizer: str | None, cache: obje
             f"{exc}; System 1 needs the text encoder for its neutral embedding, "
             "or pass --neutral-embedding N.npy"
         ) from None
-    return model.neutral_embedding(cache)
+    return neutral_from_model(model, cache)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

@@ -45,7 +45,7 @@ def _progress(args: argparse.Namespace) -> bool | None:
 
 def _cmd_search(args: argparse.Namespace) -> int:
     from audiomoment.clap.model import load_clap
-    from audiomoment.pipelines.dataset import default_cache_dir
+    from audiomoment.io.cache import default_cache_dir
     from audiomoment.pipelines.search import format_result, search_audio
 
     _check_batch(args)
@@ -81,7 +81,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 def _cmd_extract(args: argparse.Namespace) -> int:
     from audiomoment.clap.model import load_clap
-    from audiomoment.pipelines.dataset import default_cache_dir
+    from audiomoment.io.cache import default_cache_dir
+    from audiomoment.io.features import AUDIO_DIR, TEXT_DIR
     from audiomoment.pipelines.extract import (
         NEUTRAL_FILE,
         extract_audio_features,
@@ -114,12 +115,12 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     if args.audio:
         written = extract_audio_features(args.audio, out, model=model,
                                          batch_size=args.batch_size, progress=progress)
-        print(f"wrote {len(written)} audio feature file(s) to {out / 'clap'}")
+        print(f"wrote {len(written)} audio feature file(s) to {out / AUDIO_DIR}")
     if args.annotations:
         cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
         written = extract_text_features(args.annotations, out, model=model,
                                         progress=progress, cache_dir=cache)
-        print(f"wrote {len(written) - 1} text feature file(s) to {out / 'clap_text'} "
+        print(f"wrote {len(written) - 1} text feature file(s) to {out / TEXT_DIR} "
               f"and {out / NEUTRAL_FILE}")
         print(f"next: audiomoment predict --annotations {args.annotations} --features {out} "
               f"--checkpoint {model.checkpoint} --neutral-embedding {out / NEUTRAL_FILE} "

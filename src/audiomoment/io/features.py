@@ -114,3 +114,26 @@ def load_neutral_embedding(path: str | os.PathLike[str]) -> NDArray[np.float64]:
     if not np.all(np.isfinite(arr)) or not np.any(arr):
         raise InputError(f"{p}: the neutral embedding must be finite and non-zero")
     return arr
+
+
+def write_audio_features(
+    features_dir: str | os.PathLike[str], vid: str, array: NDArray[np.floating]
+) -> Path:
+    """Write ``FEATURES/clap/<vid>.npz`` (key ``features``: (T, D) float32), atomically."""
+    from audiomoment.io.atomic import save_npz
+
+    path = audio_features_path(features_dir, vid)
+    save_npz(path, **{AUDIO_KEY: np.asarray(array, dtype=np.float32)})
+    return path
+
+
+def write_text_features(
+    features_dir: str | os.PathLike[str], qid: str, hidden: NDArray[np.floating]
+) -> Path:
+    """Write ``FEATURES/clap_text/<qid>.npz`` (key ``last_hidden_state``: (L, D) float32,
+    the last row being the query vector), atomically."""
+    from audiomoment.io.atomic import save_npz
+
+    path = text_features_path(features_dir, qid)
+    save_npz(path, **{TEXT_KEY: np.asarray(hidden, dtype=np.float32)})
+    return path

@@ -6,7 +6,9 @@
   states of positions 0..p, p being MS-CLAP's query position (see
   :mod:`audiomoment.clap.text`), so the last row is the query vector.
 * ``OUT/neutral_embedding.npy``: (1024,) System 1's neutral direction in the joint space,
-  written with the text features.
+  written with the text features (see :mod:`audiomoment.pipelines.neutral`).
+
+The folder and key names are those of :mod:`audiomoment.io.features`, which reads them.
 
 ``audiomoment predict --features OUT --checkpoint CKPT --neutral-embedding
 OUT/neutral_embedding.npy`` reads exactly this.
@@ -18,15 +20,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from audiomoment.clap.model import ClapModel, Precision, file_features
 from audiomoment.errors import InputError
-from audiomoment.io.atomic import save_npy, save_npz
+from audiomoment.io.atomic import save_npy
 from audiomoment.io.audio import audio_info
+from audiomoment.io.features import write_audio_features, write_text_features
+from audiomoment.pipelines.neutral import neutral_from_model
 
-AUDIO_DIR = "clap"
-TEXT_DIR = "clap_text"
+#: The neutral embedding's file in the features folder.
 NEUTRAL_FILE = "neutral_embedding.npy"
 
 
@@ -74,9 +75,7 @@ def extract_audio_features(
     for path, vid in tqdm(list(zip(paths, vids, strict=True)), desc="recordings", unit="file",
                           disable=True if len(paths) == 1 else disable):
         feats = file_features(encoder, path, batch_size, progress)
-        target = Path(out_dir) / AUDIO_DIR / f"{vid}.npz"
-        save_npz(target, features=feats.astype(np.float32))
-        written.append(target)
+        written.append(write_audio_features(out_dir, vid, feats))
     return written
 
 
@@ -116,12 +115,10 @@ def extract_text_features(
             for caption, hidden in zip(chunk, encoder.hidden_states(chunk, batch_size),
                                        strict=True):
                 for qid in by_caption[caption]:
-                    target = Path(out_dir) / TEXT_DIR / f"{qid}.npz"
-                    save_npz(target, last_hidden_state=hidden.astype(np.float32))
-                    written.append(target)
+                    written.append(write_text_features(out_dir, qid, hidden))
             bar.update(len(chunk))
     if neutral:
         target = Path(out_dir) / NEUTRAL_FILE
-        save_npy(target, model.neutral_embedding(cache_dir))
+        save_npy(target, neutral_from_model(model, cache_dir))
         written.append(target)
     return written

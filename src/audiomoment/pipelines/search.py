@@ -11,8 +11,6 @@ checkpoint's content and the windowing), so searching the same file again skips 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,15 +20,24 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from audiomoment.clap.model import ClapModel, Precision, cached_file_digest, file_features
+from audiomoment.clap.model import ClapModel, Precision, file_features
 from audiomoment.clap.projection import project
 from audiomoment.config import LocalizeConfig
 from audiomoment.errors import InputError
 from audiomoment.io.audio import DEFAULT_WINDOWS, WindowConfig, audio_info
+from audiomoment.io.cache import (
+    cached_file_digest,
+    content_key,
+    load_cached_array,
+    save_cached_array,
+)
 from audiomoment.method.localize import LocalizationResult, localize
+from audiomoment.pipelines.neutral import neutral_from_model
 
 #: Marks the cache's ``audio_features`` entries; change when the features would change.
 FEATURES_VERSION = 1
+#: Sub-folder of the cache that holds window features of searched recordings.
+CACHE_SUBDIR = "audio_features"
 
 
 @dataclass(frozen=True)
@@ -101,30 +108,26 @@ def audio_features(
     cache_dir: str | os.PathLike[str] | None = None,
     windows: WindowConfig = DEFAULT_WINDOWS,
 ) -> NDArray[np.float32]:
-    """(T, 768) window features of a recording, from the cache when present."""
-    from audiomoment.io.atomic import save_npy
+    """(T, 768) window features of a recording, from the cache when present.
 
+    Cached in ``cache_dir`` (None: no cache), keyed by the audio file's and the checkpoint's
+    content, the encoder's precision and the windowing.
+    """
     encoder = model.require_audio()
     if cache_dir is None:
         return file_features(encoder, path, batch_size, progress, windows)
     audio_info(path, windows)  # a clear error before hashing an undecodable file
-    key = hashlib.sha256(
-        json.dumps([
-            FEATURES_VERSION, cached_file_digest(path, cache_dir),
-            model.checkpoint_digest(cache_dir), encoder.precision,
-            [windows.sr, windows.window_s, windows.hop_s, windows.quality],
-        ]).encode()
-    ).hexdigest()[:24]
-    cached = Path(cache_dir) / "audio_features" / f"{key}.npy"
-    if cached.is_file():
-        try:
-            arr = np.load(cached, allow_pickle=False)
-            if arr.ndim == 2 and arr.shape[1] == encoder.head.in_dim:
-                return arr.astype(np.float32, copy=False)
-        except (OSError, ValueError):
-            pass  # a damaged entry is recomputed
+    key = content_key(
+        FEATURES_VERSION, cached_file_digest(path, cache_dir),
+        model.checkpoint_digest(cache_dir), encoder.precision,
+        [windows.sr, windows.window_s, windows.hop_s, windows.quality],
+    )
+    cached_path = Path(cache_dir) / CACHE_SUBDIR / f"{key}.npy"
+    cached = load_cached_array(cached_path, (None, encoder.head.in_dim))
+    if cached is not None:
+        return cached.astype(np.float32, copy=False)
     feats = file_features(encoder, path, batch_size, progress, windows)
-    save_npy(cached, feats)
+    save_cached_array(cached_path, feats)
     return feats
 
 
@@ -157,7 +160,7 @@ def search_model(
     audio = np.concatenate([project(feats[i : i + step], head)
                             for i in range(0, feats.shape[0], step)])
     query_emb = model.text_embeddings(list(queries))
-    neutral = model.neutral_embedding(cache_dir) if system == 1 else None
+    neutral = neutral_from_model(model, cache_dir) if system == 1 else None
     results = []
     for query, q in zip(queries, query_emb, strict=True):
         res = localize(audio, q, neutral, config, info.duration_s)

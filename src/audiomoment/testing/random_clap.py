@@ -1,5 +1,7 @@
-"""Random MS-CLAP 2023 checkpoints and a tiny GPT-2-format tokenizer, for tests, benchmarks
+"""Random MS-CLAP 2023 weights and a tiny GPT-2-format tokenizer, for tests, benchmarks
 and parity checks on machines that cannot download the real files.
+
+:func:`random_projection_head` is one projection head with torch-like initial scales.
 
 :func:`random_state_dict` has every tensor of the official checkpoint, with the official
 names and shapes (the whole CLAP model: both encoders, both projection heads, the unused
@@ -22,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from audiomoment.clap.checkpoint import head_state, random_projection_head
+from audiomoment.clap.checkpoint import ENCODER_DIM, JOINT_DIM, ProjectionHead, head_state
+from audiomoment.clap.keys import encoder_prefix
 
 #: Captions the tiny tokenizer's merges are learned from.
 CORPUS = (
@@ -123,6 +126,22 @@ def _mel_filterbank(sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float
     return tri.T.astype(np.float32)
 
 
+
+def random_projection_head(
+    rng: np.random.Generator, in_dim: int = ENCODER_DIM, out_dim: int = JOINT_DIM
+) -> ProjectionHead:
+    """A randomly initialised projection head, torch-like scales: ``linear1`` (out_dim,
+    in_dim) and ``linear2`` (out_dim, out_dim) uniform in +-1/sqrt(fan_in), LayerNorm scale
+    1 + 0.1 N(0, 1) and bias 0.05 N(0, 1); float32."""
+    bound1 = 1.0 / np.sqrt(in_dim)
+    bound2 = 1.0 / np.sqrt(out_dim)
+    return ProjectionHead(
+        linear1=rng.uniform(-bound1, bound1, (out_dim, in_dim)).astype(np.float32),
+        linear2=rng.uniform(-bound2, bound2, (out_dim, out_dim)).astype(np.float32),
+        ln_weight=(1.0 + 0.1 * rng.standard_normal(out_dim)).astype(np.float32),
+        ln_bias=(0.05 * rng.standard_normal(out_dim)).astype(np.float32),
+    )
+
 def random_state_dict(
     seed: int = 0, legacy_gpt2_buffers: bool = True, text: bool = True
 ) -> dict[str, Any]:
@@ -133,10 +152,10 @@ def random_state_dict(
     """
     import torch
 
-    from audiomoment.clap.htsat import CHECKPOINT_PREFIX as AUDIO
     from audiomoment.clap.htsat import HTSAT, HTSATConfig
-    from audiomoment.clap.text import CHECKPOINT_PREFIX as TEXT
     from audiomoment.clap.text import GPT2_CONFIG
+
+    audio_at, text_at = encoder_prefix("audio"), encoder_prefix("text")
 
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -172,11 +191,11 @@ def random_state_dict(
         else:
             fan_in = math.prod(shape[1:])
             value = normal(shape, 1.0 / math.sqrt(fan_in))
-        state[AUDIO + key] = value.contiguous()
-    state[AUDIO + "tscam_conv.weight"] = normal((cfg.num_classes, cfg.num_features, 2, 3), 0.02)
-    state[AUDIO + "tscam_conv.bias"] = torch.zeros(cfg.num_classes)
-    state[AUDIO + "head.weight"] = normal((cfg.num_classes, cfg.num_classes), 0.02)
-    state[AUDIO + "head.bias"] = torch.zeros(cfg.num_classes)
+        state[audio_at + key] = value.contiguous()
+    state[audio_at + "tscam_conv.weight"] = normal((cfg.num_classes, cfg.num_features, 2, 3), 0.02)
+    state[audio_at + "tscam_conv.bias"] = torch.zeros(cfg.num_classes)
+    state[audio_at + "head.weight"] = normal((cfg.num_classes, cfg.num_classes), 0.02)
+    state[audio_at + "head.bias"] = torch.zeros(cfg.num_classes)
     state.update(head_state(random_projection_head(rng), "audio"))
 
     if text:
@@ -190,13 +209,13 @@ def random_state_dict(
                 value = normal(shape, 0.05, 1.0)
             else:
                 value = normal(shape, 0.02)
-            state[TEXT + key] = value
+            state[text_at + key] = value
         if legacy_gpt2_buffers:
             n = GPT2_CONFIG["n_positions"]
             causal = torch.tril(torch.ones((n, n), dtype=torch.bool)).view(1, 1, n, n)
             for layer in range(GPT2_CONFIG["n_layer"]):
-                state[f"{TEXT}h.{layer}.attn.bias"] = causal
-                state[f"{TEXT}h.{layer}.attn.masked_bias"] = torch.tensor(-1e4)
+                state[f"{text_at}h.{layer}.attn.bias"] = causal
+                state[f"{text_at}h.{layer}.attn.masked_bias"] = torch.tensor(-1e4)
         state.update(head_state(random_projection_head(rng), "text"))
     state["logit_scale"] = torch.tensor(math.log(1 / 0.07))
     return state
