@@ -30,7 +30,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiomoment.cli.report import TraceExample, read_search_results, write_report
 from audiomoment.method.localize import localize_trace
 from audiomoment.reporting.html import (
     AudioMoments,
@@ -41,6 +40,8 @@ from audiomoment.reporting.html import (
     encode_audio,
     render_html,
 )
+from audiomoment.reporting.inputs import TraceExample, read_search_results
+from audiomoment.reporting.report import write_report
 from audiomoment.reporting.tables import DatasetPredictions, SystemPredictions
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "html_report"

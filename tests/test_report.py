@@ -97,7 +97,7 @@ def test_table3_bins_by_own_delta(tmp_path):
     assert not any(r["system"] == "DETR" for r in tables.quality)
     assert any("DETR has no per-query delta" in n for n in tables.notes)
     paths = write_tables(tables, tmp_path)
-    written = read_csv(paths["table3_csv"])
+    written = read_csv(paths["table3_per_system_csv"])
     assert [(r["bin"], r["n"], r["mean_iou"]) for r in written] == [
         ("Low", "1", "100.0"), ("Mid", "1", "62.0"), ("High", "2", "55.5")]
     assert "delta < 0.030" in paths["table3_md"].read_text()
@@ -114,6 +114,81 @@ def test_table3_bins_every_system_by_one_reference():
     own = {r["bin"]: r for r in tables.quality if r["system"] == "System A"}
     assert [(own[b]["n"], own[b]["mean_iou"]) for b in ("Low", "Mid", "High")] == [
         (1, 100.0), (1, 62.0), (2, 55.5)]
+
+
+def rows_window() -> list[dict]:
+    """A baseline without a delta: top windows [0, 50], [0, 100], [0, 10], [0, 100]."""
+    return [{"qid": i, "query": f"query {i}", "vid": f"v{i}",
+             "pred_relevant_windows": [[0.0, e, 0.5]]}
+            for i, e in enumerate((50.0, 100.0, 10.0, 100.0))]
+
+
+def test_table3_as_laid_out_bins_once_by_system1(tmp_path):
+    # System A's deltas bin the queries: q0 Low, q1 Mid, q2 and q3 High. Top-1 IoUs with
+    # [0, 100]: A 1.0, 0.62, 0.3, 0.81; DETR 0.3 each; window 0.5, 1.0, 0.1, 1.0.
+    # Low: A 100, DETR 30 (A +70), window 50 (A +50); Mid: 62, 30 (+32), 100 (-38);
+    # High: (30 + 81) / 2 = 55.5, 30 (+25.5), (10 + 100) / 2 = 55 (+0.5).
+    tables = build_tables([dataset(SystemPredictions("DETR", rows_detr()),
+                                   SystemPredictions("System A", rows_a()),
+                                   SystemPredictions("window", rows_window()))],
+                          bin_by="System A")
+    got = {(r["bin"], r["system"]): (r["n"], r["mean_iou"], r["advantage"])
+           for r in tables.comparison}
+    assert got == {
+        ("Low", "System A"): (1, 100.0, None), ("Low", "DETR"): (1, 30.0, 70.0),
+        ("Low", "window"): (1, 50.0, 50.0),
+        ("Mid", "System A"): (1, 62.0, None), ("Mid", "DETR"): (1, 30.0, 32.0),
+        ("Mid", "window"): (1, 100.0, -38.0),
+        ("High", "System A"): (2, 55.5, None), ("High", "DETR"): (2, 30.0, 25.5),
+        ("High", "window"): (2, 55.0, 0.5),
+    }
+    assert {r["binned_by"] for r in tables.comparison} == {"System A"}
+    paths = write_tables(tables, tmp_path)
+    written = read_csv(paths["table3_csv"])
+    assert [(r["bin"], r["system"], r["mean_iou"], r["advantage"]) for r in written][:3] == [
+        ("Low", "System A", "100.0", ""), ("Low", "DETR", "30.0", "70.0"),
+        ("Low", "window", "50.0", "50.0")]
+    markdown = paths["table3_md"].read_text()
+    assert ("| Bin | delta | n | System A | DETR | System A − DETR | window | System A − window |"
+            in markdown)
+    assert "| High | delta > 0.070 | 2 | 55.50 | 30.00 | +25.50 | 55.00 | +0.50 |" in markdown
+    assert "| Mid | 0.030 <= delta <= 0.070 | 1 | 62.00 | 30.00 | +32.00 | 100.00 | -38.00 |" in (
+        markdown)
+    assert "Table III per system" in markdown  # the per-system view follows
+    saved = json.loads(paths["metrics_json"].read_text())
+    assert saved["table3"] == tables.comparison and saved["table3_per_system"] == tables.quality
+
+
+def test_table3_recognises_system1_and_uses_the_same_queries():
+    from audiomoment.config import LocalizeConfig
+    from audiomoment.io.run_settings import RunSettings
+
+    # System 2 carries deltas of its own that would bin differently (all Low): they are not used
+    system2 = [dict(r, delta=0.0) for r in rows_a()]
+    tables = build_tables([dataset(SystemPredictions("DETR", rows_detr()),
+                                   SystemPredictions("System 2", system2),
+                                   SystemPredictions("System 1", rows_a()))])
+    assert {r["binned_by"] for r in tables.comparison} == {"System 1"}
+    assert [r["n"] for r in tables.comparison if r["system"] == "System 2"] == [1, 1, 2]
+    # recognised by its run settings, whatever its name; without a name or settings, the
+    # first system with deltas
+    settings = RunSettings(1, LocalizeConfig())
+    tables = build_tables([dataset(SystemPredictions("other", system2),
+                                   SystemPredictions("mine", rows_a(), "", settings))])
+    assert {r["binned_by"] for r in tables.comparison} == {"mine"}
+    tables = build_tables([dataset(SystemPredictions("DETR", rows_detr()),
+                                   SystemPredictions("A", rows_a()))])
+    assert {r["binned_by"] for r in tables.comparison} == {"A"}
+    # a comparator without q3: every system is scored on q0..q2 only
+    tables = build_tables([dataset(SystemPredictions("System 1", rows_a()),
+                                   SystemPredictions("DETR", rows_detr()[:3]))])
+    high = {r["system"]: r for r in tables.comparison if r["bin"] == "High"}
+    assert high["System 1"]["n"] == 1 and high["System 1"]["mean_iou"] == 30.0
+    assert high["DETR"]["advantage"] == 0.0
+    assert any("covers 3 of the 4 queries" in n for n in tables.notes)
+    # no delta anywhere: no Table III, a note
+    tables = build_tables([dataset(SystemPredictions("DETR", rows_detr()))])
+    assert tables.comparison == [] and any("no system carries" in n for n in tables.notes)
 
 
 def test_contrast_effect_by_hand():
@@ -336,3 +411,48 @@ def test_report_command_with_two_datasets(tmp_path):
     figure3 = json.loads((out / "figures.json").read_text())["figures"][0]
     assert figure3["n_bars"] == 15
     assert "| System | a R1@0.5 |" in (out / "table2.md").read_text()
+
+
+def _jsonl_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_report_relocalises_figure2_with_the_run_settings(tiny_dataset, tmp_path, capsys):
+    from audiomoment.cli.app import main
+
+    common = ["--annotations", tiny_dataset["annotations"], "--features",
+              tiny_dataset["features"], "--checkpoint", tiny_dataset["checkpoint"],
+              "--neutral-embedding", tiny_dataset["neutral"]]
+    pred = tmp_path / "system1.jsonl"
+    assert main([str(a) for a in ["predict", *common, "--system", "1", "--tol", "1e-8",
+                                  "--n-init", "3", "--no-cache", "--out", pred]]) == 0
+    out = tmp_path / "report"
+    assert run_report_command("report", *common, "--predictions", pred,
+                              "--n-figure-queries", "3", "--out", out) == 0
+    panels = [f for f in json.loads((out / "figures.json").read_text())["figures"]
+              if f["figure"] == "figure2"]
+    assert len(panels) == 3
+    written = {r["qid"]: r for r in _jsonl_rows(pred)}
+    for panel in panels:
+        assert panel["config"]["tol"] == 1e-8 and panel["config"]["n_init"] == 3
+        assert panel["config_source"] == "run settings"
+        assert panel["settings_file"] == str(pred)
+        assert panel["checkpoint_sha256"] is not None
+        # localised again with the file's configuration: the file's own top windows
+        assert panel["predicted_windows"] == written[panel["qid"]]["pred_relevant_windows"][:3]
+    assert "EM tol 1e-08, 3 initialisations" in (out / "report.md").read_text()
+
+    # the same predictions without their settings file: the defaults, and the report says so
+    bare = tmp_path / "bare" / "system1.jsonl"
+    bare.parent.mkdir()
+    bare.write_text(pred.read_text())
+    out2 = tmp_path / "report2"
+    assert run_report_command("report", *common, "--predictions", bare,
+                              "--n-figure-queries", "1", "--out", out2) == 0
+    saved = json.loads((out2 / "figures.json").read_text())
+    (panel,) = [f for f in saved["figures"] if f["figure"] == "figure2"]
+    assert panel["config"]["tol"] == 1e-3 and panel["config"]["n_init"] == 5
+    assert panel["config_source"] == "defaults" and panel["settings_file"] is None
+    assert "default configuration" in saved["figure2_note"]
+    assert "default configuration" in (out2 / "report.md").read_text()
+    assert "default configuration" in capsys.readouterr().err
