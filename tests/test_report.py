@@ -456,3 +456,24 @@ def test_report_relocalises_figure2_with_the_run_settings(tiny_dataset, tmp_path
     assert "default configuration" in saved["figure2_note"]
     assert "default configuration" in (out2 / "report.md").read_text()
     assert "default configuration" in capsys.readouterr().err
+
+
+def test_report_scores_zero_length_and_unscored_windows_as_the_standard_does(tmp_path, capsys):
+    truth = write_jsonl(tmp_path / "annotations.jsonl", annotations())
+    zero = rows_a()
+    zero[0]["pred_relevant_windows"] = [[50.0, 50.0, 0.9]]  # IoU 0 with [0, 100]
+    unscored = [dict(r, pred_relevant_windows=[w[:2] for w in r["pred_relevant_windows"]])
+                for r in rows_a()]
+    files = [write_jsonl(tmp_path / "zero.jsonl", zero),
+             write_jsonl(tmp_path / "unscored.jsonl", unscored)]
+    out = tmp_path / "report"
+    assert run_report_command("report", "--annotations", truth, "--predictions", *files,
+                              "--out", out) == 0
+    table = {r["system"]: r for r in read_csv(out / "table2.csv")}
+    # zero: top-1 IoUs 0, 0.62, 0.3, 0.81 -> R1@0.5 2/4, R1@0.7 1/4
+    assert (float(table["zero"]["R1@0.5"]), float(table["zero"]["R1@0.7"])) == (50.0, 25.0)
+    # unscored: R1 as for System A (75, 50); no score, so no mAP
+    assert (float(table["unscored"]["R1@0.5"]), float(table["unscored"]["R1@0.7"])) == (
+        75.0, 50.0)
+    assert table["unscored"]["mAP"] == "" and table["unscored"]["mAP@0.5"] == ""
+    assert "zero length" in capsys.readouterr().err
