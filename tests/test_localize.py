@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 
+import localize_oracle as oracle
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter1d
@@ -12,51 +13,105 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 from audiomoment import LocalizeConfig, localize, localize_trace, localize_traces
-from audiomoment.method.localize import candidate_runs
+from audiomoment.method.localize import candidate_masks
 from audiomoment.method.mixture import MixtureFit, posterior
-from audiomoment.method.moments import frame_runs, peak_run, runs_to_windows, score_runs
+from audiomoment.method.moments import Runs, frame_runs, peak_run, runs_to_windows, score_runs
 from audiomoment.method.traces import contrast_trace, neutral_embedding, similarity_trace
+
+
+def one_row(starts_stops: list[list[int]]) -> Runs:
+    """Runs [first, last + 1] of a one-row block."""
+    runs = np.array(starts_stops, dtype=np.int64).reshape(-1, 2)
+    return Runs(np.zeros(len(runs), dtype=np.int64), runs[:, 0], runs[:, 1])
+
+
+def run_list(runs: Runs, row: int = 0) -> list[list[int]]:
+    """The runs of one row of a block as [[first, last + 1], ...]."""
+    sel = runs.rows == row
+    return np.stack([runs.starts[sel], runs.stops[sel]], axis=1).tolist()
 
 
 def test_frame_runs_hand_cases():
     mask = np.array([0, 1, 1, 0, 0, 1, 0, 1, 1, 1], dtype=bool)
-    assert frame_runs(mask).tolist() == [[1, 3], [5, 6], [7, 10]]
-    assert frame_runs(np.zeros(4, bool)).shape == (0, 2)
-    assert frame_runs(np.ones(3, bool)).tolist() == [[0, 3]]
+    expected = [[1, 3], [5, 6], [7, 10]]
+    assert oracle.frame_runs(mask).tolist() == expected
+    assert oracle.frame_runs(np.zeros(4, bool)).shape == (0, 2)
+    assert oracle.frame_runs(np.ones(3, bool)).tolist() == [[0, 3]]
+    assert run_list(frame_runs(mask[None])) == expected
+    assert len(frame_runs(np.zeros((1, 4), bool)).rows) == 0
+    assert run_list(frame_runs(np.ones((1, 3), bool))) == [[0, 3]]
+    # a block: rows do not leak into each other, runs come by row then time
+    block = np.stack([mask, ~mask, np.zeros(10, bool), np.ones(10, bool)])
+    runs = frame_runs(block)
+    assert runs.rows.tolist() == [0, 0, 0, 1, 1, 1, 3]
+    assert run_list(runs, 1) == [[0, 1], [3, 5], [6, 7]]
+    assert run_list(runs, 2) == [] and run_list(runs, 3) == [[0, 10]]
 
 
 def test_score_runs_hand_case():
     post = np.array([0.1, 0.5, 0.9, 0.2, 0.6, 0.8, 1.0])
     sm = np.array([0.0, 0.2, 0.4, 0.1, 0.3, 0.7, 0.5])
-    runs = np.array([[1, 3], [4, 7]])
     # run [1,3): mean(0.5, 0.9) = 0.7, max sm = 0.4 -> 0.7 + 0.3 * 0.4 = 0.82
     # run [4,7): mean(0.6, 0.8, 1.0) = 0.8, max sm = 0.7 -> 0.8 + 0.21 = 1.01
-    np.testing.assert_allclose(score_runs(runs, post, sm, 0.3), [0.82, 1.01], rtol=1e-12)
+    runs = [[1, 3], [4, 7]]
+    np.testing.assert_allclose(
+        score_runs(one_row(runs), post[None], sm[None], 0.3), [0.82, 1.01], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        oracle.score_runs(np.array(runs), post, sm, 0.3), [0.82, 1.01], rtol=1e-12
+    )
+    # the second row of a block: the same runs score the same
+    two = Runs(np.array([1, 1]), np.array([1, 4]), np.array([3, 7]))
+    block_post, block_sm = np.stack([post[::-1], post]), np.stack([sm[::-1], sm])
+    np.testing.assert_allclose(
+        score_runs(two, block_post, block_sm, 0.3), [0.82, 1.01], rtol=1e-12
+    )
 
 
-def test_peak_run_fallback_rule():
+@pytest.mark.parametrize("fallback_run", [peak_run, oracle.peak_run], ids=["package", "oracle"])
+def test_peak_run_fallback_rule(fallback_run):
     sm = np.array([0.0, 0.1, 0.5, 0.9, 0.6, 0.2, 0.0, 0.8])
     # max 0.9, median of sorted [0,0,0.1,0.2,0.5,0.6,0.8,0.9] = (0.2+0.5)/2 = 0.35
     # level (0.9 + 0.35)/2 = 0.625: frames 2 (0.5) and 4 (0.6) fall below -> run [3, 4)
-    assert peak_run(sm).tolist() == [[3, 4]]
+    assert fallback_run(sm).tolist() == [[3, 4]]
     sm2 = np.array([0.0, 0.7, 0.8, 0.9, 0.7, 0.0])
     # median = (0.7 + 0.7)/2 = 0.7, level 0.8: frames 2..3 -> [2, 4)
-    assert peak_run(sm2).tolist() == [[2, 4]]
-    assert peak_run(np.full(5, 0.3)).tolist() == [[0, 5]]
+    assert fallback_run(sm2).tolist() == [[2, 4]]
+    assert fallback_run(np.full(5, 0.3)).tolist() == [[0, 5]]
 
 
-def test_runs_to_windows_ranks_and_clips():
+def windows_of_one_row(runs, scores, duration_s, hop_s=1.0, max_windows=10):
+    """The package's ranking for a one-row block, as the oracle's signature."""
+    limit = np.array([np.inf if duration_s is None else duration_s])
+    (out,) = runs_to_windows(one_row(runs.tolist()), scores, limit, hop_s, max_windows)
+    return out
+
+
+@pytest.mark.parametrize(
+    "ranking", [windows_of_one_row, oracle.runs_to_windows], ids=["package", "oracle"]
+)
+def test_runs_to_windows_ranks_and_clips(ranking):
     runs = np.array([[0, 2], [5, 8], [58, 60]])
     scores = np.array([0.5, 0.9, 0.7])
-    w = runs_to_windows(runs, scores, duration_s=59.5, hop_s=1.0, max_windows=10)
+    w = ranking(runs, scores, duration_s=59.5, hop_s=1.0, max_windows=10)
     assert w.tolist() == [[5.0, 8.0, 0.9], [58.0, 59.5, 0.7], [0.0, 2.0, 0.5]]
     # a run starting at or after the duration vanishes
-    w = runs_to_windows(runs, scores, duration_s=57.0)
+    w = ranking(runs, scores, duration_s=57.0)
     assert w[:, :2].tolist() == [[5.0, 8.0], [0.0, 2.0]]
-    assert runs_to_windows(runs, scores, None, max_windows=1).tolist() == [[5.0, 8.0, 0.9]]
+    assert ranking(runs, scores, None, max_windows=1).tolist() == [[5.0, 8.0, 0.9]]
     # ties keep time order
-    tied = runs_to_windows(runs, np.array([0.5, 0.5, 0.5]), None)
+    tied = ranking(runs, np.array([0.5, 0.5, 0.5]), None)
     assert tied[:, 0].tolist() == [0.0, 5.0, 58.0]
+    # frames of half a second
+    assert ranking(runs, scores, None, hop_s=0.5)[:, :2].tolist() == [
+        [2.5, 4.0], [29.0, 30.0], [0.0, 1.0]
+    ]
+
+
+def test_runs_to_windows_keeps_rows_apart():
+    runs = Runs(np.array([0, 0, 2]), np.array([0, 5, 1]), np.array([2, 8, 3]))
+    out = runs_to_windows(runs, np.array([0.5, 0.9, 0.7]), np.array([6.0, 10.0, np.inf]))
+    assert [w.tolist() for w in out] == [[[5.0, 6.0, 0.9], [0.0, 2.0, 0.5]], [], [[1.0, 3.0, 0.7]]]
 
 
 def test_relevant_component_is_the_higher_mean():
@@ -82,6 +137,13 @@ def test_posterior_matches_bayes_rule():
     num = 0.3 * pdf(x, 1.0, 0.5)
     expected = num / (num + 0.7 * pdf(x, 0.0, 2.0))
     np.testing.assert_allclose(posterior(x, w, mu, var), expected, rtol=1e-12)
+    np.testing.assert_allclose(oracle.posterior(x, w, mu, var), expected, rtol=1e-12)
+    # a block of two: the second row's parameters swapped give 1 - gamma
+    block = posterior(np.stack([x, x]), np.stack([w, w[::-1]]), np.stack([mu, mu[::-1]]),
+                      np.stack([var, var[::-1]]))
+    np.testing.assert_allclose(block[0], expected, rtol=1e-12)
+    np.testing.assert_allclose(block[1], 1 - expected, rtol=1e-12)
+    assert posterior(x, w, mu, var, component=1) == pytest.approx(1 - expected, rel=1e-12)
 
 
 def test_traces_hand_case():
@@ -117,11 +179,18 @@ def test_clear_event_is_found_and_clipped():
 def test_candidate_runs_and_fallback_triggers():
     sm = np.array([0.0, 0.1, 0.5, 0.9, 0.6, 0.2, 0.0, 0.8])
     mixed = np.array([0.1, 0.2, 0.5, 0.9, 0.44, 0.46, 0.1, 0.0])
-    runs, fb = candidate_runs(mixed, sm, 0.45)
+    posts = [mixed, np.full(8, 0.44), np.full(8, 0.45), np.ones(8)]
+    runs, fb = oracle.candidate_runs(mixed, sm, 0.45)
     assert runs.tolist() == [[2, 4], [5, 6]] and not fb
-    for post in (np.full(8, 0.44), np.full(8, 0.45), np.ones(8)):
-        runs, fb = candidate_runs(post, sm, 0.45)
+    for post in posts[1:]:
+        runs, fb = oracle.candidate_runs(post, sm, 0.45)
         assert fb and runs.tolist() == [[3, 4]]  # peak-centred run (see the peak_run test)
+    # the package, all four rows as one block
+    mask, fallback = candidate_masks(np.stack(posts), np.stack([sm] * 4), 0.45)
+    assert fallback.tolist() == [False, True, True, True]
+    runs = frame_runs(mask)
+    assert run_list(runs, 0) == [[2, 4], [5, 6]]
+    assert all(run_list(runs, r) == [[3, 4]] for r in (1, 2, 3))
 
 
 def test_fallback_end_to_end_scores_the_peak_run():

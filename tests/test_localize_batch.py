@@ -1,32 +1,22 @@
-"""Localisation on blocks of equal-length traces against the per-trace path, bit for bit."""
+"""Localisation on blocks of equal-length traces against the per-trace oracle
+(``tests/localize_oracle.py``), bit for bit."""
 
 from __future__ import annotations
 
 import importlib
 
+import localize_oracle as oracle
 import numpy as np
 import pytest
+from localize_oracle import candidate_runs, localize_each
 from scipy.special import logsumexp
 
-from audiomoment import LocalizeConfig, localize_traces
-from audiomoment.method.localize import (
-    LocalizationResult,
-    candidate_runs,
-    constant_rows,
-    is_constant,
-    localize_each,
-    smooth,
-    smooth_rows,
-)
-from audiomoment.method.mixture import log_sum_exp_pairs, posterior, posterior_rows
-from audiomoment.method.moments import (
-    frame_runs,
-    rank_row_windows,
-    row_runs,
-    runs_to_windows,
-    score_row_runs,
-    score_runs,
-)
+from audiomoment import LocalizeConfig, localize, localize_trace, localize_traces
+from audiomoment.errors import InputError
+from audiomoment.method.localize import LocalizationResult, is_constant, smooth
+from audiomoment.method.mixture import log_sum_exp_pair, posterior
+from audiomoment.method.moments import Runs, frame_runs, runs_to_windows, score_runs
+from audiomoment.method.traces import contrast_trace
 
 FAST = LocalizeConfig(engine="fast")
 # The package exports a function of the same name: reach the module itself.
@@ -144,14 +134,42 @@ def test_empty_batch_and_no_durations() -> None:
     assert_same(localize_traces(traces, None, FAST), localize_each(traces, None, FAST))
 
 
+def test_one_trace_is_a_batch_of_one() -> None:
+    traces, durations = mixed_traces(24, seed=8)
+    whole = localize_traces(traces, durations, FAST)
+    for i, (trace, duration) in enumerate(zip(traces, durations, strict=True)):
+        one = localize_trace(trace, duration, FAST)
+        assert_same([one], [whole[i]])
+        assert_same([one], localize_each([trace], [duration], FAST))
+    # from embeddings: the trace built, then the same path
+    rng = np.random.default_rng(9)
+    audio, q, n = rng.normal(size=(40, 8)), rng.normal(size=8), rng.normal(size=8)
+    assert_same(
+        [localize(audio, q, n, FAST, duration_s=39.5)],
+        localize_each([contrast_trace(audio, q, n)], [39.5], FAST),
+    )
+
+
+def test_an_equal_length_array_is_a_list_of_its_rows() -> None:
+    rng = np.random.default_rng(10)
+    block = 0.1 + rng.normal(0.0, 0.03, (12, 50))
+    block[:, 20:26] += 0.2
+    block[4] = 0.3  # constant
+    assert_same(localize_traces(block, None, FAST), localize_each(list(block), None, FAST))
+
+
 def test_bad_traces_report_the_first_one() -> None:
     ok = np.linspace(0.0, 1.0, 10)
-    with pytest.raises(ValueError, match="trace 1: contains NaN"):
+    with pytest.raises(InputError, match="trace 1: contains NaN"):
         localize_traces([ok, np.array([0.1, np.inf, 0.3]), np.ones((2, 3))])
-    with pytest.raises(ValueError, match="trace 1: expected a 1-D array"):
+    with pytest.raises(InputError, match="trace 1: expected a 1-D array"):
         localize_traces([ok, np.ones((2, 3)), np.array([0.1, np.nan, 0.3])])
-    with pytest.raises(ValueError, match="trace 0: needs at least 2 frames"):
+    with pytest.raises(InputError, match="trace 0: needs at least 2 frames"):
         localize_traces([np.array([0.2]), ok])
+    with pytest.raises(InputError, match="trace 2: contains NaN"):
+        localize_traces(np.stack([ok, ok, np.where(ok > 0.5, np.nan, ok)]))
+    with pytest.raises(InputError, match="trace 0: needs at least 2 frames"):
+        localize_traces(np.ones((3, 1)))
     with pytest.raises(ValueError, match="got 2 traces but 1 durations"):
         localize_traces([ok, ok], [10.0])
 
@@ -162,42 +180,43 @@ def test_row_steps_equal_their_one_trace_forms() -> None:
     block[3] = 0.7
     block[7] = np.repeat([0.1, 0.4, 0.2], 11)
     for sigma in (0.0, 0.5, 1.5, 7.0):
-        rows = smooth_rows(block, sigma)
-        assert all(np.array_equal(r, smooth(b, sigma)) for r, b in zip(rows, block, strict=True))
-    flags = constant_rows(block)
-    assert flags.tolist() == [is_constant(b) for b in block]
+        rows = smooth(block, sigma)
+        assert all(
+            np.array_equal(r, oracle.smooth(b, sigma)) for r, b in zip(rows, block, strict=True)
+        )
+        assert all(np.array_equal(smooth(b, sigma), oracle.smooth(b, sigma)) for b in block)
+    flags = is_constant(block)
+    assert flags.tolist() == [oracle.is_constant(b) for b in block]
     assert flags[3] and not flags[7]
 
     mask = rng.random((50, 33)) < 0.4
     mask[0] = False
     mask[1] = True
-    rows, starts, stops = row_runs(mask)
+    runs = frame_runs(mask)
     post = rng.random((50, 33))
-    scores = score_row_runs(rows, starts, stops, post, block, 0.3)
+    scores = score_runs(runs, post, block, 0.3)
     durations = rng.choice([np.inf, 10.5, 33.0, 0.0, 20.0], size=50)
-    windows = rank_row_windows(rows, starts, stops, scores, durations, 0.5, 3)
+    windows = runs_to_windows(runs, scores, durations, 0.5, 3)
     for r in range(50):
-        runs = frame_runs(mask[r])
-        mine = np.stack([starts[rows == r], stops[rows == r]], axis=1)
-        assert np.array_equal(mine, runs)
-        expected_scores = score_runs(runs, post[r], block[r], 0.3)
-        assert np.array_equal(scores[rows == r], expected_scores)
+        expected_runs = oracle.frame_runs(mask[r])
+        mine = np.stack([runs.starts[runs.rows == r], runs.stops[runs.rows == r]], axis=1)
+        assert np.array_equal(mine, expected_runs)
+        expected_scores = oracle.score_runs(expected_runs, post[r], block[r], 0.3)
+        assert np.array_equal(scores[runs.rows == r], expected_scores)
         limit = None if np.isinf(durations[r]) else float(durations[r])
-        expected = runs_to_windows(runs, expected_scores, limit, 0.5, 3)
+        expected = oracle.runs_to_windows(expected_runs, expected_scores, limit, 0.5, 3)
         assert np.array_equal(windows[r], expected)
 
 
 def test_row_ranking_keeps_time_order_on_ties() -> None:
-    rows = np.array([0, 0, 0, 1, 1])
-    starts = np.array([0, 4, 8, 1, 5])
-    stops = np.array([2, 6, 9, 3, 7])
+    runs = Runs(np.array([0, 0, 0, 1, 1]), np.array([0, 4, 8, 1, 5]), np.array([2, 6, 9, 3, 7]))
     scores = np.array([0.5, 0.9, 0.5, 0.2, 0.2])
-    out = rank_row_windows(rows, starts, stops, scores, np.array([np.inf, 6.0]), 1.0, 2)
+    out = runs_to_windows(runs, scores, np.array([np.inf, 6.0]), 1.0, 2)
     assert out[0].tolist() == [[4.0, 6.0, 0.9], [0.0, 2.0, 0.5]]
     assert out[1].tolist() == [[1.0, 3.0, 0.2], [5.0, 6.0, 0.2]]
 
 
-def test_posterior_rows_equal_scipy_posterior() -> None:
+def test_block_posterior_equals_scipy_posterior() -> None:
     rng = np.random.default_rng(6)
     x = rng.normal(0.0, 1.0, (40, 25))
     means = rng.normal(0.0, 1.0, (40, 2))
@@ -208,22 +227,28 @@ def test_posterior_rows_equal_scipy_posterior() -> None:
     weights[5] = [0.5, 0.5]
     weights[6] = [1.0, 0.0]  # a zero weight: log 0 = -inf on one side
     with np.errstate(divide="ignore"):
-        block = posterior_rows(x, weights, means, variances)
+        block = posterior(x, weights, means, variances)
         for r in range(40):
-            one = posterior(x[r], weights[r], means[r], variances[r], component=0)
+            one = oracle.posterior(x[r], weights[r], means[r], variances[r])
             assert np.array_equal(block[r], one), r
+            # one trace is a block of one
+            assert np.array_equal(posterior(x[r], weights[r], means[r], variances[r]), one), r
     np.testing.assert_allclose(block[5], 0.5, rtol=1e-12)
     assert np.all(block[6] == 1.0)
 
 
-def test_log_sum_exp_pairs_equals_scipy() -> None:
+def test_log_sum_exp_pair_equals_scipy() -> None:
     rng = np.random.default_rng(7)
     a = rng.normal(0.0, 1.0, (20000, 2)) * rng.choice([1e-8, 1.0, 40.0, 700.0], (20000, 1))
     a[::5, 1] = a[::5, 0]  # ties
     a[1::7, 0] = -np.inf  # one side -inf, the other finite
-    assert np.array_equal(log_sum_exp_pairs(a), logsumexp(a, axis=-1))
+    assert np.array_equal(log_sum_exp_pair(a[:, 0], a[:, 1]), logsumexp(a, axis=-1))
     b = a.copy()
     b[2, :] = -np.inf
     b[3] = [np.inf, 1.0]
     b[4] = [np.nan, 0.0]
-    assert np.array_equal(log_sum_exp_pairs(b), logsumexp(b, axis=-1), equal_nan=True)
+    b[5] = [np.inf, np.inf]
+    b[6] = [-np.inf, np.inf]
+    assert np.array_equal(
+        log_sum_exp_pair(b[:, 0], b[:, 1]), logsumexp(b, axis=-1), equal_nan=True
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from audiomoment.method.frames import frames_covering, frames_to_time, time_to_frames
 from audiomoment.method.window_baseline import (
     candidate_windows,
     interval_iou,
@@ -131,3 +132,20 @@ def test_prediction_row_has_no_delta():
     row = window_prediction_row({"qid": 3, "query": "q", "vid": "v", "duration": 9.0},
                                 np.array([[1.0, 3.0, 0.5]]))
     assert row == {"qid": 3, "query": "q", "vid": "v", "pred_relevant_windows": [[1.0, 3.0, 0.5]]}
+
+
+def test_frame_time_conversions():
+    assert frames_to_time(3, 0.5) == 1.5
+    assert frames_to_time(np.array([0, 1, 7]), 1.0).tolist() == [0.0, 1.0, 7.0]
+    assert frames_to_time(np.array([[2, 5]]), 0.25).tolist() == [[0.5, 1.25]]
+    # nearest frame, halves to even (as Python's round)
+    assert [time_to_frames(s, 1.0) for s in (2.0, 2.4, 2.5, 3.5, 0.49)] == [2, 2, 2, 4, 0]
+    assert time_to_frames(np.array([1.0, 1.5, 2.6]), 0.5).tolist() == [2, 3, 5]
+    assert isinstance(time_to_frames(4.0, 2.0), int)
+    # frames that start before the duration: ceil(duration / hop)
+    assert frames_covering(60.0, 1.0) == 60
+    assert frames_covering(59.4, 1.0) == 60
+    assert frames_covering(0.3, 0.1) == 3  # 0.3 / 0.1 = 3.0000000000000004 in floats
+    assert frames_covering(10.0 + 1e-12, 1.0) == 10  # a hair past a boundary ends on it
+    assert frames_covering(10.001, 1.0) == 11
+    assert frames_covering(4.5, 0.5) == 9 and frames_covering(4.6, 0.5) == 10

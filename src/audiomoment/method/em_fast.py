@@ -40,7 +40,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from audiomoment.config import LocalizeConfig
-from audiomoment.method.mixture import MixtureFit
+from audiomoment.method.mixture import MixtureFit, log_sum_exp_pair
+from audiomoment.method.traces import check_traces
 
 Float = NDArray[np.float64]
 Bool = NDArray[np.bool_]
@@ -212,38 +213,38 @@ def kmeans_plusplus(
     -------
     c0, c1 : (Q, I) the two centres (values of ``xc``).
     """
-    n_q = xc.shape[1]
-    cols = np.arange(n_q)[:, None]
-    x3 = xc[:, :, None]
-    x3_sq = x3 * x3
-    mask3 = None if valid is None else valid[:, :, None]
+    n_traces = xc.shape[1]
+    trace_col = np.arange(n_traces)[:, None]
+    frames = xc[:, :, None]  # (T, Q, 1): broadcasts against the I initialisations
+    frames_sq = frames * frames
+    valid_frames = None if valid is None else valid[:, :, None]
 
-    c0 = xc[first, cols]
-    closest = expanded_sq_distances(c0, x3, x3_sq)
-    if mask3 is not None:
-        closest *= mask3
+    c0 = xc[first, trace_col]
+    closest = expanded_sq_distances(c0, frames, frames_sq)
+    if valid_frames is not None:
+        closest *= valid_frames
     width = xc.shape[0]
     potential = time_sums(closest.reshape(width, -1)).reshape(closest.shape[1:])
     cumulative = np.cumsum(closest, axis=0)
-    last = (lengths - 1)[:, None]
+    last_frame = (lengths - 1)[:, None]
 
-    best_pot = None
-    best_idx = None
+    best_potential = None
+    best_frame = None
     for trial in range(trial_draws.shape[1]):
         target = trial_draws[None, :, trial] * potential
-        idx = np.minimum(np.count_nonzero(cumulative < target, axis=0), last)
-        d = expanded_sq_distances(xc[idx, cols], x3, x3_sq)
-        np.minimum(closest, d, out=d)
-        if mask3 is not None:
-            d *= mask3
-        pot = time_sums(d.reshape(width, -1)).reshape(d.shape[1:])
-        if best_pot is None:
-            best_pot, best_idx = pot, idx
+        candidate = np.minimum(np.count_nonzero(cumulative < target, axis=0), last_frame)
+        dist = expanded_sq_distances(xc[candidate, trace_col], frames, frames_sq)
+        np.minimum(closest, dist, out=dist)
+        if valid_frames is not None:
+            dist *= valid_frames
+        candidate_potential = time_sums(dist.reshape(width, -1)).reshape(dist.shape[1:])
+        if best_potential is None:
+            best_potential, best_frame = candidate_potential, candidate
         else:
-            better = pot < best_pot
-            best_pot = np.where(better, pot, best_pot)
-            best_idx = np.where(better, idx, best_idx)
-    return c0, xc[best_idx, cols]
+            better = candidate_potential < best_potential
+            best_potential = np.where(better, candidate_potential, best_potential)
+            best_frame = np.where(better, candidate, best_frame)
+    return c0, xc[best_frame, trace_col]
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,43 +347,44 @@ def lloyd(xc: Float, valid: Bool | None, lengths: Int, c0: Float, c1: Float, tol
     at once and dropped from the arrays now and then, as in :func:`run_em`.
     """
     out = np.zeros(xc.shape, dtype=bool)
-    act = np.arange(xc.shape[1])
-    live = np.ones(len(act), dtype=bool)
-    x, v, n, tl = xc, valid, lengths, tol
-    old: Bool | None = None
+    # The iterating arrays hold the columns ``origin`` of the input; ``live`` marks those
+    # still iterating.
+    origin = np.arange(xc.shape[1])
+    live = np.ones(len(origin), dtype=bool)
+    old_labels: Bool | None = None
     for it in range(LLOYD_MAX_ITER):
-        labels = assign_labels(x, c0, c1)
-        if v is not None:
-            labels &= v
-        if old is None:
-            strict = np.zeros(len(act), dtype=bool)
+        labels = assign_labels(xc, c0, c1)
+        if valid is not None:
+            labels &= valid
+        if old_labels is None:
+            repeated = np.zeros(len(origin), dtype=bool)
         else:
-            strict = live & (labels == old).all(axis=0)
-        new0, new1 = lloyd_update(x, labels, n, c0, c1)
+            repeated = live & (labels == old_labels).all(axis=0)
+        new0, new1 = lloyd_update(xc, labels, lengths, c0, c1)
         shift0 = np.sqrt((new0 - c0) * (new0 - c0))
         shift1 = np.sqrt((new1 - c1) * (new1 - c1))
-        by_tol = live & ~strict
+        settled = live & ~repeated
         if it < LLOYD_MAX_ITER - 1:
-            by_tol &= shift0 * shift0 + shift1 * shift1 <= tl
-        if strict.any():
-            out[:, act[strict]] = take_columns(labels, strict)
-        if by_tol.any():
-            relabel = assign_labels(take_columns(x, by_tol), new0[by_tol], new1[by_tol])
-            if v is not None:
-                relabel &= take_columns(v, by_tol)
-            out[:, act[by_tol]] = relabel
-        live &= ~(strict | by_tol)
+            settled &= shift0 * shift0 + shift1 * shift1 <= tol
+        if repeated.any():
+            out[:, origin[repeated]] = take_columns(labels, repeated)
+        if settled.any():
+            relabel = assign_labels(take_columns(xc, settled), new0[settled], new1[settled])
+            if valid is not None:
+                relabel &= take_columns(valid, settled)
+            out[:, origin[settled]] = relabel
+        live &= ~(repeated | settled)
         n_live = np.count_nonzero(live)
         if n_live == 0:
             break
-        old, c0, c1 = labels, new0, new1
+        old_labels, c0, c1 = labels, new0, new1
         if n_live > (1.0 - COMPACT_SHARE) * len(live):
             continue
-        act = act[live]
-        x, n, tl = take_columns(x, live), n[live], tl[live]
-        v = None if v is None else take_columns(v, live)
-        old, c0, c1 = take_columns(old, live), c0[live], c1[live]
-        live = np.ones(len(act), dtype=bool)
+        origin = origin[live]
+        xc, lengths, tol = take_columns(xc, live), lengths[live], tol[live]
+        valid = None if valid is None else take_columns(valid, live)
+        old_labels, c0, c1 = take_columns(old_labels, live), c0[live], c1[live]
+        live = np.ones(len(origin), dtype=bool)
     return out
 
 
@@ -441,51 +443,28 @@ def initial_mixtures(
     return Mixtures(nk / lengths, means, variances)
 
 
-def log_sum_exp_pair(a: Float) -> Float:
-    """log(exp(a[0]) + exp(a[1])) as scikit-learn's ``_logsumexp`` computes it: (2, ...) -> (...).
-
-    Finite inputs take the short form ``log1p(exp(min - max)) + max`` (equal to the
-    reference's, bit for bit, including ties); anything else the reference's general form.
-    """
-    top = np.maximum(a[0], a[1])
-    if np.all(np.isfinite(top)):
-        out = np.minimum(a[0], a[1])
-        out -= top
-        np.exp(out, out=out)
-        np.log1p(out, out=out)
-        out += top
-        return out
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        is_top = a == top
-        count = is_top.sum(axis=0).astype(np.float64)
-        shift = np.where(np.isfinite(top), top, 0.0)
-        e = np.where(is_top, 0.0, np.exp(np.where(is_top, -np.inf, a) - shift))
-        s = e[0] + e[1]
-        s = np.where(s == 0, s, s / count)
-        return np.log1p(s) + np.log(count) + top
-
-
 def e_step(x: Float, valid: Bool | None, mix: Mixtures) -> tuple[Float, Float]:
     """Responsibilities and summed log-likelihood.
 
     ``x`` (T, R), ``valid`` (T, R) or None. Returns ``resp`` (2, T, R) (zero on padded
     frames) and the sum over each column's frames of ``log p(x_t)`` (R,).
     """
-    prec = 1.0 / np.sqrt(mix.variances)
-    log_prec = np.log(prec)
-    log_w = np.log(mix.weights)
-    a = np.empty((2, *x.shape))
-    for j in range(2):
-        y = np.multiply(x, prec[j], out=a[j])
-        y -= mix.means[j] * prec[j]
-        np.square(y, out=y)
-        y += LOG_2PI
-        y *= -0.5
-        y += log_prec[j]
-        y += log_w[j]
-    log_norm = log_sum_exp_pair(a)
-    a -= log_norm
-    resp = np.exp(a, out=a)
+    prec_chol = 1.0 / np.sqrt(mix.variances)
+    log_prec_chol = np.log(prec_chol)
+    log_weights = np.log(mix.weights)
+    # log(pi_k N(x_t | mu_k, var_k)), written as scikit-learn writes it
+    weighted = np.empty((2, *x.shape))
+    for k in range(2):
+        scaled = np.multiply(x, prec_chol[k], out=weighted[k])
+        scaled -= mix.means[k] * prec_chol[k]
+        np.square(scaled, out=scaled)
+        scaled += LOG_2PI
+        scaled *= -0.5
+        scaled += log_prec_chol[k]
+        scaled += log_weights[k]
+    log_norm = log_sum_exp_pair(weighted[0], weighted[1])
+    weighted -= log_norm
+    resp = np.exp(weighted, out=weighted)
     if valid is not None:
         resp *= valid
         log_norm *= valid
@@ -514,49 +493,53 @@ def run_em(
     that have stopped are recorded at once and dropped from the arrays now and then
     (:data:`COMPACT_SHARE`); until then their further iterations are ignored.
     """
-    n_rows = x.shape[1]
-    out_w = np.empty((2, n_rows))
-    out_mu = np.empty((2, n_rows))
-    out_var = np.empty((2, n_rows))
-    out_lb = np.empty(n_rows)
-    act = np.arange(n_rows)
-    live = np.ones(n_rows, dtype=bool)
-    mix, n = start, lengths.astype(np.float64)
-    bound = np.full(n_rows, -np.inf)
+    n_columns = x.shape[1]
+    out_weights = np.empty((2, n_columns))
+    out_means = np.empty((2, n_columns))
+    out_variances = np.empty((2, n_columns))
+    out_bound = np.empty(n_columns)
+    # The iterating arrays hold the columns ``origin`` of the input; ``live`` marks those
+    # still iterating.
+    origin = np.arange(n_columns)
+    live = np.ones(n_columns, dtype=bool)
+    mix, n_frames = start, lengths.astype(np.float64)
+    bound = np.full(n_columns, -np.inf)
     for it in range(1, max_iter + 1):
-        prev = bound
+        previous = bound
         with np.errstate(invalid="ignore", divide="ignore"):  # stopped columns only
             resp, log_lik = e_step(x, valid, mix)
-            bound = log_lik / n
+            bound = log_lik / n_frames
             mix = m_step(x, resp, reg_covar)
-            done = live & ((np.abs(bound - prev) < tol) | (it == max_iter))
+            done = live & ((np.abs(bound - previous) < tol) | (it == max_iter))
         check_variances(mix.variances[:, live])
         if not done.any():
             continue
-        rows = act[done]
-        out_w[:, rows] = mix.weights[:, done]
-        out_mu[:, rows] = mix.means[:, done]
-        out_var[:, rows] = mix.variances[:, done]
-        out_lb[rows] = bound[done]
+        columns = origin[done]
+        out_weights[:, columns] = mix.weights[:, done]
+        out_means[:, columns] = mix.means[:, done]
+        out_variances[:, columns] = mix.variances[:, done]
+        out_bound[columns] = bound[done]
         live &= ~done
         n_live = np.count_nonzero(live)
         if n_live == 0:
             break
         if n_live > (1.0 - COMPACT_SHARE) * len(live):
             continue
-        act = act[live]
-        x, n, bound = take_columns(x, live), n[live], bound[live]
+        origin = origin[live]
+        x, n_frames, bound = take_columns(x, live), n_frames[live], bound[live]
         valid = None if valid is None else take_columns(valid, live)
         mix = Mixtures(mix.weights[:, live], mix.means[:, live], mix.variances[:, live])
-        live = np.ones(len(act), dtype=bool)
-    return Mixtures(out_w, out_mu, out_var), out_lb
+        live = np.ones(len(origin), dtype=bool)
+    return Mixtures(out_weights, out_means, out_variances), out_bound
 
 
 # --------------------------------------------------------------------------------------------
 # Initialisations: duplicates and selection
 
 
-def duplicate_sources(labels: Bool, valid: Bool | None, n_q: int, n_init: int) -> tuple[Int, Bool]:
+def duplicate_sources(
+    labels: Bool, valid: Bool | None, n_traces: int, n_init: int
+) -> tuple[Int, Bool]:
     """For each (trace, initialisation), the first initialisation with the same partition.
 
     ``labels``, ``valid`` (T, Q * I) (``valid`` None: nothing padded), columns ordered
@@ -565,12 +548,12 @@ def duplicate_sources(labels: Bool, valid: Bool | None, n_q: int, n_init: int) -
     reach the same bound, bit for bit. Returns ``source`` (Q, I) (an index in 0..I-1,
     ``source[q, i] <= i``) and ``flipped`` (Q, I): whether frame 0 is in cluster 1.
     """
-    flipped = labels[0].reshape(n_q, n_init).copy()
+    flipped = labels[0].reshape(n_traces, n_init).copy()
     canonical = labels ^ labels[0]
     if valid is not None:
         canonical &= valid
-    packed = np.packbits(canonical, axis=0).T.reshape(n_q, n_init, -1)
-    source = np.tile(np.arange(n_init), (n_q, 1))
+    packed = np.packbits(canonical, axis=0).T.reshape(n_traces, n_init, -1)
+    source = np.tile(np.arange(n_init), (n_traces, 1))
     for i in range(1, n_init):
         for j in range(i - 1, -1, -1):
             same = (packed[:, i] == packed[:, j]).all(axis=1)
@@ -584,9 +567,9 @@ def select_initialisation(bounds: Float) -> Int:
     The reference's rule: initialisation i replaces the current best when its bound is
     strictly higher, or while the best bound is still ``-inf``.
     """
-    n_q, n_init = bounds.shape
-    best = np.zeros(n_q, dtype=np.int64)
-    top = np.full(n_q, -np.inf)
+    n_traces, n_init = bounds.shape
+    best = np.zeros(n_traces, dtype=np.int64)
+    top = np.full(n_traces, -np.inf)
     for i in range(n_init):
         take = (bounds[:, i] > top) | (top == -np.inf)
         best[take] = i
@@ -613,21 +596,24 @@ def kmeans_initialisations(x: Float, valid: Bool | None, lengths: Int, draws: Fl
     (T, Q * I) labels (True: cluster 1), column ``q * I + i`` for trace q and
     initialisation i; False on padded frames.
     """
-    n_q = x.shape[1]
+    n_traces = x.shape[1]
     n_init = draws.shape[0]
     mean, var = trace_statistics(x, lengths)
     xc = x - mean
     if valid is not None:
         xc *= valid
-    first = np.empty((n_q, n_init), dtype=np.int64)
+    first = np.empty((n_traces, n_init), dtype=np.int64)
     for length, cols in length_groups(lengths):
         first[cols] = first_centre_indices(length, draws[:, 0])
     c0, c1 = kmeans_plusplus(xc, valid, lengths, first, draws[:, 1:])
-    rows_q = np.repeat(np.arange(n_q), n_init)
-    xr = take_columns(xc, rows_q)
-    vr = None if valid is None else take_columns(valid, rows_q)
-    tol = (var * LLOYD_TOL)[rows_q]
-    return lloyd(xr, vr, lengths[rows_q], c0.ravel(), c1.ravel(), tol)
+    # one column per (trace, initialisation), trace-major
+    trace_of_column = np.repeat(np.arange(n_traces), n_init)
+    xc_per_init = take_columns(xc, trace_of_column)
+    valid_per_init = None if valid is None else take_columns(valid, trace_of_column)
+    tol = (var * LLOYD_TOL)[trace_of_column]
+    return lloyd(
+        xc_per_init, valid_per_init, lengths[trace_of_column], c0.ravel(), c1.ravel(), tol
+    )
 
 
 def fit_chunk(
@@ -637,66 +623,65 @@ def fit_chunk(
 
     Returns weights (Q, 2), means (Q, 2), variances (Q, 2), lower bounds (Q,).
     """
-    n_q = x.shape[1]
+    n_traces = x.shape[1]
     n_init = draws.shape[0]
     labels = kmeans_initialisations(x, valid, lengths, draws)
-    rows_q = np.repeat(np.arange(n_q), n_init)
-    vr = None if valid is None else take_columns(valid, rows_q)
-    source, flipped = duplicate_sources(labels, vr, n_q, n_init)
-    uniq = np.flatnonzero((source == np.arange(n_init)).ravel())
-    uq = rows_q[uniq]
-    xu = take_columns(x, uq)
-    vu = None if valid is None else take_columns(valid, uq)
-    start = initial_mixtures(xu, take_columns(labels, uniq), vu, lengths[uq], config.reg_covar)
+    trace_of_column = np.repeat(np.arange(n_traces), n_init)
+    valid_per_init = None if valid is None else take_columns(valid, trace_of_column)
+    source, flipped = duplicate_sources(labels, valid_per_init, n_traces, n_init)
+    # EM runs once per distinct partition: the columns that are their own source
+    distinct = np.flatnonzero((source == np.arange(n_init)).ravel())
+    trace_of_distinct = trace_of_column[distinct]
+    x_distinct = take_columns(x, trace_of_distinct)
+    valid_distinct = None if valid is None else take_columns(valid, trace_of_distinct)
+    lengths_distinct = lengths[trace_of_distinct]
+    start = initial_mixtures(
+        x_distinct,
+        take_columns(labels, distinct),
+        valid_distinct,
+        lengths_distinct,
+        config.reg_covar,
+    )
     del labels
-    mix, bound_u = run_em(xu, vu, lengths[uq], start, config.tol, config.max_iter, config.reg_covar)
-    return kept_parameters(mix, bound_u, uniq, source, flipped)
+    mix, bounds_distinct = run_em(
+        x_distinct,
+        valid_distinct,
+        lengths_distinct,
+        start,
+        config.tol,
+        config.max_iter,
+        config.reg_covar,
+    )
+    return kept_parameters(mix, bounds_distinct, distinct, source, flipped)
 
 
 def kept_parameters(
-    mix: Mixtures, bounds_u: Float, uniq: Int, source: Int, flipped: Bool
+    mix: Mixtures, bounds_distinct: Float, distinct: Int, source: Int, flipped: Bool
 ) -> tuple[Float, Float, Float, Float]:
     """Each trace's kept initialisation, from the EM results of the distinct partitions.
 
-    ``mix`` (2, U), ``bounds_u`` (U,): results of the columns ``uniq`` (U,) of the (Q * I)
-    initialisations; ``source``, ``flipped`` (Q, I) from :func:`duplicate_sources`. An
-    initialisation takes its source's results, components swapped when its clusters are.
-    Returns weights, means, variances (Q, 2) and lower bounds (Q,).
+    ``mix`` (2, U), ``bounds_distinct`` (U,): results of the columns ``distinct`` (U,) of
+    the (Q * I) initialisations; ``source``, ``flipped`` (Q, I) from
+    :func:`duplicate_sources`. An initialisation takes its source's results, components
+    swapped when its clusters are. Returns weights, means, variances (Q, 2) and lower
+    bounds (Q,).
     """
-    n_q, n_init = source.shape
-    slot = np.full(n_q * n_init, -1, dtype=np.int64)
-    slot[uniq] = np.arange(len(uniq))
-    src_slot = slot[(np.arange(n_q)[:, None] * n_init + source).ravel()].reshape(n_q, n_init)
-    bounds = bounds_u[src_slot]
+    n_traces, n_init = source.shape
+    result_of_column = np.full(n_traces * n_init, -1, dtype=np.int64)
+    result_of_column[distinct] = np.arange(len(distinct))
+    source_column = np.arange(n_traces)[:, None] * n_init + source
+    result_of_init = result_of_column[source_column.ravel()].reshape(n_traces, n_init)
+    bounds = bounds_distinct[result_of_init]
     best = select_initialisation(bounds)
-    qi = np.arange(n_q)
-    k = src_slot[qi, best]
-    swap = flipped[qi, best] != flipped[qi, source[qi, best]]
+    traces = np.arange(n_traces)
+    kept = result_of_init[traces, best]
+    swap = flipped[traces, best] != flipped[traces, source[traces, best]]
     order = np.where(swap[:, None], [1, 0], [0, 1])
     take = np.take_along_axis
-    weights = take(mix.weights[:, k].T, order, axis=1)
-    means = take(mix.means[:, k].T, order, axis=1)
-    variances = take(mix.variances[:, k].T, order, axis=1)
-    return weights, means, variances, bounds[qi, best]
-
-
-def _as_traces(traces: Sequence[Float] | Float) -> tuple[list[Float] | Float, Int]:
-    if isinstance(traces, np.ndarray) and traces.ndim == 2:
-        arr = np.asarray(traces, dtype=np.float64)
-        if arr.shape[1] < 2:
-            raise ValueError(f"traces need at least 2 frames, got {arr.shape[1]}")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError("traces contain NaN or infinite values")
-        return arr, np.full(arr.shape[0], arr.shape[1], dtype=np.int64)
-    arrays = [np.asarray(t, dtype=np.float64) for t in traces]
-    for i, t in enumerate(arrays):
-        if t.ndim != 1:
-            raise ValueError(f"trace {i}: expected a 1-D array, got shape {t.shape}")
-        if t.shape[0] < 2:
-            raise ValueError(f"trace {i}: needs at least 2 frames, got {t.shape[0]}")
-        if not np.all(np.isfinite(t)):
-            raise ValueError(f"trace {i}: contains NaN or infinite values")
-    return arrays, np.array([len(t) for t in arrays], dtype=np.int64)
+    weights = take(mix.weights[:, kept].T, order, axis=1)
+    means = take(mix.means[:, kept].T, order, axis=1)
+    variances = take(mix.variances[:, kept].T, order, axis=1)
+    return weights, means, variances, bounds[traces, best]
 
 
 def fit_fast(
@@ -718,7 +703,11 @@ def fit_fast(
     MixtureFit with weights, means, variances (N, 2) in the reference's component order and
     lower bounds (N,).
     """
-    data, lengths = _as_traces(traces)
+    data = check_traces(traces)
+    if isinstance(data, np.ndarray):
+        lengths = np.full(data.shape[0], data.shape[1], dtype=np.int64)
+    else:
+        lengths = np.array([len(t) for t in data], dtype=np.int64)
     n = len(lengths)
     weights = np.empty((n, 2))
     means = np.empty((n, 2))
@@ -730,12 +719,12 @@ def fit_fast(
     order = np.argsort(lengths, kind="stable")
     sorted_lengths = lengths[order]
     for part in plan_chunks(sorted_lengths, config.n_init, chunk_elements):
-        idx = order[part]
+        positions = order[part]
         if isinstance(data, np.ndarray):
-            x = np.ascontiguousarray(data[idx].T)
+            x = np.ascontiguousarray(data[positions].T)
             valid = None
         else:
-            x, valid = pad_time_major([data[i] for i in idx], sorted_lengths[part])
-        w, mu, var, lb = fit_chunk(x, valid, sorted_lengths[part], draws, config)
-        weights[idx], means[idx], variances[idx], lower[idx] = w, mu, var, lb
+            x, valid = pad_time_major([data[i] for i in positions], sorted_lengths[part])
+        fitted = fit_chunk(x, valid, sorted_lengths[part], draws, config)
+        weights[positions], means[positions], variances[positions], lower[positions] = fitted
     return MixtureFit(weights, means, variances, lower)

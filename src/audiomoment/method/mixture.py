@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from audiomoment.config import LocalizeConfig
+from audiomoment.method.traces import check_traces
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,20 @@ class MixtureFit:
         )
 
 
-def fit_reference(traces: Sequence[NDArray[np.float64]], config: LocalizeConfig) -> MixtureFit:
+def fit_reference(
+    traces: Sequence[NDArray[np.float64]] | NDArray[np.float64], config: LocalizeConfig
+) -> MixtureFit:
     """Fit scikit-learn's ``GaussianMixture(n_components=2)`` to each trace separately.
 
-    ``traces``: N arrays of shape (T_i,), T_i >= 2. Uses ``config.n_init``,
+    ``traces``: N arrays (T_i,), T_i >= 2, finite (checked by
+    :func:`~audiomoment.method.traces.check_traces`), or one (N, T) array. Uses ``config.n_init``,
     ``config.random_state``, ``config.tol``, ``config.max_iter``, ``config.reg_covar``;
     every other setting is scikit-learn's default (k-means initialisation, full covariance).
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
+    traces = check_traces(traces)
     n = len(traces)
     weights = np.empty((n, 2))
     means = np.empty((n, 2))
@@ -79,7 +84,7 @@ def fit_reference(traces: Sequence[NDArray[np.float64]], config: LocalizeConfig)
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            gm.fit(np.asarray(trace, dtype=np.float64).reshape(-1, 1))
+            gm.fit(trace.reshape(-1, 1))
         weights[i] = gm.weights_
         means[i] = gm.means_[:, 0]
         variances[i] = gm.covariances_[:, 0, 0]
@@ -104,6 +109,36 @@ def log_component_densities(
     return -0.5 * (np.log(2 * np.pi) + y**2) + np.log(prec_chol)[..., None, :]
 
 
+def log_sum_exp_pair(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
+    """log(exp(a) + exp(b)) elementwise, bit for bit as scikit-learn's ``_logsumexp`` and
+    SciPy's ``logsumexp`` compute it over a pair: ``a``, ``b`` of one shape -> that shape.
+
+    Where the larger of the pair is finite, their steps reduce to
+    ``log1p(exp(min - max)) + max`` (on a tie ``log1p(1) == log(2)``, and the terms they add
+    are exact zeros). Anything else (an infinite or NaN larger value anywhere) takes their
+    general form: ``log1p(sum of exp(value - max) over the non-maximal values / count of
+    maximal values) + log(count) + max``.
+    """
+    top = np.maximum(a, b)
+    if np.all(np.isfinite(top)):
+        out = np.minimum(a, b)
+        out -= top
+        np.exp(out, out=out)
+        np.log1p(out, out=out)
+        out += top
+        return out
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        a_top = a == top
+        b_top = b == top
+        count = a_top.astype(np.float64) + b_top.astype(np.float64)
+        shift = np.where(np.isfinite(top), top, 0.0)
+        exp_a = np.where(a_top, 0.0, np.exp(np.where(a_top, -np.inf, a) - shift))
+        exp_b = np.where(b_top, 0.0, np.exp(np.where(b_top, -np.inf, b) - shift))
+        rest = exp_a + exp_b
+        rest = np.where(rest == 0, rest, rest / count)
+        return np.log1p(rest) + np.log(count) + top
+
+
 def posterior(
     x: NDArray[np.float64],
     weights: NDArray[np.float64],
@@ -113,47 +148,11 @@ def posterior(
 ) -> NDArray[np.float64]:
     """gamma_t = pi_k N(x_t | mu_k, var_k) / sum_j pi_j N(x_t | mu_j, var_j) for one component.
 
-    One trace: ``x`` (T,); ``weights``, ``means``, ``variances`` (2,) -> (T,). A block of
-    traces: ``x`` (N, T) with parameters (N, 2) -> (N, T), each row bit-identical to the
-    row's own call. Values lie in [0, 1].
+    A block of traces: ``x`` (N, T) with ``weights``, ``means``, ``variances`` (N, 2) ->
+    (N, T). One trace is a block of one: ``x`` (T,) with parameters (2,) -> (T,). Every
+    element is computed by the same operations whatever the block, so a row's posterior
+    does not depend on the other rows. Values lie in [0, 1].
     """
-    from scipy.special import logsumexp
-
     weighted = log_component_densities(x, means, variances) + np.log(weights)[..., None, :]
-    log_norm = logsumexp(weighted, axis=-1)
+    log_norm = log_sum_exp_pair(weighted[..., 0], weighted[..., 1])
     return np.exp(weighted[..., component] - log_norm)
-
-
-def log_sum_exp_pairs(a: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``scipy.special.logsumexp(a, axis=-1)`` for pairs, bit for bit: (..., 2) -> (...).
-
-    Where the larger of the pair is finite, SciPy's steps reduce to
-    ``log1p(exp(min - max)) + max`` (on a tie ``log1p(1) == log(2)``, and the terms it adds
-    are exact zeros); anything else goes through SciPy itself.
-    """
-    lo = np.minimum(a[..., 0], a[..., 1])
-    hi = np.maximum(a[..., 0], a[..., 1])
-    if not np.all(np.isfinite(hi)):
-        from scipy.special import logsumexp
-
-        return np.asarray(logsumexp(a, axis=-1), dtype=np.float64)
-    out = np.subtract(lo, hi, out=lo)
-    np.exp(out, out=out)
-    np.log1p(out, out=out)
-    out += hi
-    return out
-
-
-def posterior_rows(
-    x: NDArray[np.float64],
-    weights: NDArray[np.float64],
-    means: NDArray[np.float64],
-    variances: NDArray[np.float64],
-    component: int = 0,
-) -> NDArray[np.float64]:
-    """:func:`posterior` for a block of traces, row by row bit-identical, in fewer passes.
-
-    ``x``: (N, T); ``weights``, ``means``, ``variances``: (N, 2). Returns (N, T).
-    """
-    weighted = log_component_densities(x, means, variances) + np.log(weights)[..., None, :]
-    return np.exp(weighted[..., component] - log_sum_exp_pairs(weighted))

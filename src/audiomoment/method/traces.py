@@ -6,8 +6,12 @@ so dot products are cosine similarities.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from audiomoment.errors import InputError
 
 
 def l2_normalize(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
@@ -53,3 +57,31 @@ def query_trace(
     if neutral_emb is None:
         return similarity_trace(audio_emb, query_emb)
     return contrast_trace(audio_emb, query_emb, neutral_emb)
+
+
+def check_traces(
+    traces: Sequence[ArrayLike] | NDArray[np.float64],
+) -> list[NDArray[np.float64]] | NDArray[np.float64]:
+    """The traces as float64, checked: each 1-D, at least 2 frames, every value finite.
+
+    ``traces``: N arrays (T_i,), or one (N, T) array of equal-length traces (returned as
+    one (N, T) float64 array; anything else comes back as a list of N arrays (T_i,)).
+    Raises InputError naming the first bad trace (by position) and what is wrong with it.
+    """
+    if isinstance(traces, np.ndarray) and traces.ndim == 2:
+        block = np.asarray(traces, dtype=np.float64)
+        if len(block) and block.shape[1] < 2:
+            raise InputError(f"trace 0: needs at least 2 frames, got {block.shape[1]}")
+        bad = np.flatnonzero(~np.isfinite(block).all(axis=1))
+        if len(bad):
+            raise InputError(f"trace {bad[0]}: contains NaN or infinite values")
+        return block
+    arrays = [np.asarray(t, dtype=np.float64) for t in traces]
+    for i, trace in enumerate(arrays):
+        if trace.ndim != 1:
+            raise InputError(f"trace {i}: expected a 1-D array, got shape {trace.shape}")
+        if trace.shape[0] < 2:
+            raise InputError(f"trace {i}: needs at least 2 frames, got {trace.shape[0]}")
+        if not np.isfinite(trace).all():
+            raise InputError(f"trace {i}: contains NaN or infinite values")
+    return arrays

@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from audiomoment.method.frames import frames_covering, frames_to_time, time_to_frames
+
 #: Window lengths in seconds scored by default.
 DEFAULT_LENGTHS_S: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 32.0)
 #: IoU above which a lower-scored window is suppressed.
@@ -154,15 +156,15 @@ def sliding_window_moments(
     if duration_s is not None:
         if not duration_s > 0:
             raise ValueError(f"duration_s must be > 0, got {duration_s}")
-        n_frames = min(n_frames, int(np.ceil(duration_s / hop_s - 1e-9)))
-    lengths = [max(1, round(length / hop_s)) for length in lengths_s]
+        n_frames = min(n_frames, frames_covering(duration_s, hop_s))
+    lengths = [max(1, time_to_frames(length, hop_s)) for length in lengths_s]
     if stride_s is None:
         strides = [max(1, length // 2) for length in lengths]
     else:
-        strides = [max(1, round(stride_s / hop_s))] * len(lengths)
+        strides = [max(1, time_to_frames(stride_s, hop_s))] * len(lengths)
     frames = candidate_windows(n_frames, lengths, strides)
     scores = window_means(x[:n_frames], frames)
-    seconds = frames.astype(np.float64) * hop_s
+    seconds = frames_to_time(frames, hop_s)
     if duration_s is not None:
         seconds = np.minimum(seconds, duration_s)
     rows = np.column_stack([seconds, scores])
@@ -171,9 +173,6 @@ def sliding_window_moments(
 
 def window_prediction_row(annotation: Mapping, windows: NDArray[np.float64]) -> dict:
     """A prediction row for the sliding-window baseline (no mixture, hence no ``delta``)."""
-    return {
-        "qid": annotation["qid"],
-        "query": annotation["query"],
-        "vid": annotation["vid"],
-        "pred_relevant_windows": [[float(s), float(e), float(sc)] for s, e, sc in windows],
-    }
+    from audiomoment.io.predictions import make_row
+
+    return make_row(annotation, windows)
