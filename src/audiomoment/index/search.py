@@ -9,24 +9,23 @@ ranked across recordings.
 
 Ranking across recordings. The report's moment score (mean posterior + 0.3 x peak of the
 smoothed trace) is relative to its recording: every recording's best run has a posterior
-near 1, whether or not the sound is there. The cross-recording score used here instead is
-the moment's mean smoothed trace, calibrated against the query's own distribution over
-the whole archive: ``z = (mean smoothed trace inside the moment - mu_q) / sigma_q``, with
-``mu_q`` and ``sigma_q`` the mean and standard deviation of the query's trace over every
-window of the archive. It is absolute (a recording without the sound scores low even if
-its best run is clear) and comparable between queries (a z of 4 is 4 standard deviations
-above what the query meets in this archive). ``ranking="report"`` ranks by the report's
-score instead (the naive choice; the README compares the two on simulated data).
+near 1, whether or not the sound is there. The cross-recording score used here instead is the
+moment's peak smoothed trace, calibrated against the query's own distribution over the whole
+archive: ``z = (max smoothed trace inside the moment - mu_q) / sigma_q``, with ``mu_q`` and
+``sigma_q`` the mean and standard deviation of the query's trace over every window of the
+archive. It is absolute (a recording without the sound scores low even if its best run is
+clear) and comparable between queries (a z of 4 is 4 standard deviations above what the
+query meets in this archive). ``ranking="report"`` ranks by the report's score instead (the
+naive choice; the README compares the two on simulated data).
 
-Only recordings that can still enter the top K are localised: a moment's mean smoothed
-trace is at most its recording's largest trace value (smoothing is an average), so
-recordings are visited in order of that bound and the search stops when the K-th best score
-reaches the next bound. The answer equals localising every recording.
+Only recordings that can still enter the top K are localised: a moment's score is at most
+its recording's largest smoothed trace value, so recordings are visited in order of that
+bound and the search stops when the K-th best score reaches the next bound. The answer
+equals localising every recording.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -38,7 +37,7 @@ from audiomoment.config import LocalizeConfig
 from audiomoment.errors import InputError
 from audiomoment.index.scan import window_scores
 from audiomoment.index.store import Snapshot
-from audiomoment.method.localize import LocalizationResult, localize_traces
+from audiomoment.method.localize import LocalizationResult, localize_traces, smooth
 
 Ranking = Literal["calibrated", "report"]
 RANKINGS: tuple[str, ...] = ("calibrated", "report")
@@ -52,7 +51,7 @@ class ArchiveMoment:
 
     recording_id, recording : the recording's id and name in the index. start_s, end_s :
     the moment, seconds. score : the cross-recording score used for ranking. z : the
-    calibrated score (mean smoothed trace inside the moment, in standard deviations of the
+    calibrated score (peak smoothed trace inside the moment, in standard deviations of the
     query's trace over the archive). report_score : the report's per-recording score.
     """
 
@@ -98,52 +97,100 @@ def _unit(x: NDArray[np.floating], what: str) -> NDArray[np.float64]:
     return v / norm
 
 
-def query_vectors(
-    snapshot: Snapshot, query: NDArray[np.floating], system: int,
+def query_matrix(
+    snapshot: Snapshot, queries: NDArray[np.floating], system: int,
     neutral: NDArray[np.floating] | None = None,
 ) -> NDArray[np.float32]:
-    """The vectors to score windows with: [q] (System 2) or [q, n] (System 1), unit length."""
+    """The vectors to score windows with: the Q queries, then (System 1) the neutral
+    embedding, all unit length: (Q, dim) or (Q + 1, dim) float32."""
     if system not in (1, 2):
         raise InputError(f"system must be 1 or 2, got {system!r}")
-    q = _unit(query, "query embedding")
-    if q.shape[0] != snapshot.spec.dim:
-        raise InputError(f"query embedding: {q.shape[0]} values, the index holds "
+    q = np.atleast_2d(np.asarray(queries, dtype=np.float64))
+    if q.shape[1] != snapshot.spec.dim:
+        raise InputError(f"query embedding: {q.shape[1]} values, the index holds "
                          f"{snapshot.spec.dim}-d embeddings")
-    if system == 2:
-        return q[None, :].astype(np.float32)
-    if neutral is None:
-        neutral = snapshot.vector("neutral")
-    if neutral is None:
-        raise InputError(
-            f"{snapshot.root}: System 1 needs the neutral embedding, and this index has none "
-            "(index with the text encoder or a neutral embedding, or use System 2)"
-        )
-    return np.stack([q, _unit(neutral, "neutral embedding")]).astype(np.float32)
+    rows = [_unit(v, "query embedding") for v in q]
+    if system == 1:
+        if neutral is None:
+            neutral = snapshot.vector("neutral")
+        if neutral is None:
+            raise InputError(
+                f"{snapshot.root}: System 1 needs the neutral embedding, and this index has "
+                "none (index with the text encoder or a neutral embedding, or use System 2)"
+            )
+        rows.append(_unit(neutral, "neutral embedding"))
+    return np.stack(rows).astype(np.float32)
 
 
-def archive_traces(
-    snapshot: Snapshot, vectors: NDArray[np.float32]
-) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """Every window's trace value: (N,) float64 and the recordings' row ``starts`` (R + 1,)."""
-    scores, starts = window_scores(snapshot, vectors)
-    trace = scores[:, 0].astype(np.float64)
-    if vectors.shape[0] == 2:
-        trace -= scores[:, 1]
-    return trace, starts
+@dataclass(frozen=True)
+class MomentTable:
+    """Moments of several recordings' localisations as flat arrays (M,) each.
+
+    recording : index into the snapshot's recordings. start_s, end_s : seconds.
+    report_score : the report's per-recording score. peak : the moment's largest smoothed
+    trace value.
+    """
+
+    recording: NDArray[np.int64]
+    start_s: NDArray[np.float64]
+    end_s: NDArray[np.float64]
+    report_score: NDArray[np.float64]
+    peak: NDArray[np.float64]
 
 
-def moment_means(
-    smoothed: NDArray[np.float64], windows: NDArray[np.float64], hop_s: float
+def moment_table(
+    results: list[LocalizationResult], recordings: NDArray[np.int64], hop_s: float,
+    per_recording: int,
+) -> MomentTable:
+    """The first ``per_recording`` moments of each result, with each moment's peak of the
+    smoothed trace (one vectorised pass)."""
+    windows = [r.windows[:per_recording] for r in results]
+    counts = np.array([len(w) for w in windows], dtype=np.int64)
+    if counts.sum() == 0:
+        empty = np.empty(0)
+        return MomentTable(np.empty(0, np.int64), empty, empty, empty, empty)
+    rows = np.concatenate(windows)
+    lengths = np.array([len(r.smoothed) for r in results], dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    owner = np.repeat(np.arange(len(results)), counts)
+    first = np.floor(rows[:, 0] / hop_s + 1e-9).astype(np.int64)
+    stop = np.ceil(rows[:, 1] / hop_s - 1e-9).astype(np.int64)
+    first = np.clip(first, 0, lengths[owner] - 1)
+    stop = np.clip(np.maximum(stop, first + 1), 1, lengths[owner])
+    smoothed = np.concatenate([r.smoothed for r in results] + [np.array([-np.inf])])
+    bounds = np.stack([offsets[owner] + first, offsets[owner] + stop], axis=1).ravel()
+    peak = np.maximum.reduceat(smoothed, bounds)[0::2]
+    return MomentTable(recordings[owner], rows[:, 0], rows[:, 1], rows[:, 2], peak)
+
+
+def ranked_moments(
+    snapshot: Snapshot, table: MomentTable, mu: float, sigma: float, ranking: str, top: int,
+) -> list[ArchiveMoment]:
+    """The ``top`` moments of a table in the order of ``ranking`` (ties: recording id, then
+    start)."""
+    z = (table.peak - mu) / sigma
+    score = z if ranking == "calibrated" else table.report_score
+    ids = np.array([snapshot.recordings[i].id for i in table.recording.tolist()],
+                   dtype=np.int64)
+    order = np.lexsort((table.start_s, ids, -score))[:top]
+    out = []
+    for k in order.tolist():
+        rec = snapshot.recordings[int(table.recording[k])]
+        out.append(ArchiveMoment(rec.id, rec.name, float(table.start_s[k]),
+                                 float(table.end_s[k]), float(score[k]), float(z[k]),
+                                 float(table.report_score[k])))
+    return out
+
+
+def recording_peaks(
+    trace: NDArray[np.float64], starts: NDArray[np.int64], sigma_frames: float
 ) -> NDArray[np.float64]:
-    """Mean of ``smoothed`` (T,) over each window's frames; ``windows`` (K, >=2) in seconds."""
-    if len(windows) == 0:
-        return np.empty(0)
-    csum = np.concatenate(([0.0], np.cumsum(smoothed)))
-    first = np.floor(windows[:, 0] / hop_s + 1e-9).astype(np.int64)
-    stop = np.ceil(windows[:, 1] / hop_s - 1e-9).astype(np.int64)
-    stop = np.clip(np.maximum(stop, first + 1), 1, len(smoothed))
-    first = np.clip(first, 0, stop - 1)
-    return (csum[stop] - csum[first]) / (stop - first)
+    """Each recording's largest smoothed trace value (R,); -inf for fewer than 2 windows."""
+    peaks = np.full(len(starts) - 1, -np.inf)
+    for r, (a, b) in enumerate(zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True)):
+        if b - a >= 2:
+            peaks[r] = smooth(trace[a:b], sigma_frames).max()
+    return peaks
 
 
 def search_archive(
@@ -162,8 +209,28 @@ def search_archive(
     ``system``: 1 (background contrast; the neutral embedding given or stored in the index)
     or 2. ``ranking``: "calibrated" (default, see the module docstring) or "report".
     ``per_recording``: most moments taken from one recording (None: the config's
-    ``max_windows``).
+    ``max_windows``). A batch of one of :func:`search_archive_many`.
     """
+    return search_archive_many(
+        snapshot, np.asarray(query)[None, :], system=system, top=top, neutral=neutral,
+        config=config, ranking=ranking, per_recording=per_recording,
+    )[0]
+
+
+def search_archive_many(
+    snapshot: Snapshot,
+    queries: NDArray[np.floating],
+    *,
+    system: int = 1,
+    top: int = 10,
+    neutral: NDArray[np.floating] | None = None,
+    config: LocalizeConfig | None = None,
+    ranking: Ranking = "calibrated",
+    per_recording: int | None = None,
+    queries_per_pass: int = 64,
+) -> list[ArchiveSearch]:
+    """:func:`search_archive` for Q queries (Q, dim): one pass over the archive scores up to
+    ``queries_per_pass`` of them at once."""
     config = config or LocalizeConfig()
     if ranking not in RANKINGS:
         raise InputError(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
@@ -172,17 +239,34 @@ def search_archive(
     if len(snapshot) == 0:
         raise InputError(f"{snapshot.root}: the index is empty; add recordings with "
                          "`audiomoment index`")
-    t0 = time.perf_counter()
-    vectors = query_vectors(snapshot, query, system, neutral)
-    trace, starts = archive_traces(snapshot, vectors)
+    q = np.atleast_2d(np.asarray(queries))
+    out: list[ArchiveSearch] = []
+    for a in range(0, len(q), queries_per_pass):
+        t0 = time.perf_counter()
+        vectors = query_matrix(snapshot, q[a : a + queries_per_pass], system, neutral)
+        scores, starts = window_scores(snapshot, vectors)
+        n_q = len(vectors) - (1 if system == 1 else 0)
+        scan_s = (time.perf_counter() - t0) / n_q
+        for j in range(n_q):
+            trace = scores[:, j].astype(np.float64)
+            if system == 1:
+                trace -= scores[:, -1]
+            found = _rank(snapshot, trace, starts, top, config, ranking, per_recording)
+            found.system = system
+            found.seconds["scan"] = scan_s
+            out.append(found)
+    return out
+
+
+def _rank(
+    snapshot: Snapshot, trace: NDArray[np.float64], starts: NDArray[np.int64], top: int,
+    config: LocalizeConfig, ranking: str, per_recording: int | None,
+) -> ArchiveSearch:
+    """The best moments of one query from its trace over the archive (N,)."""
     t1 = time.perf_counter()
     mu = float(trace.mean())
     sigma = float(trace.std()) or 1.0
-    counts = np.diff(starts)
-    usable = np.flatnonzero(counts >= 2)
-    peak = np.full(len(counts), -np.inf)
-    if len(usable):
-        peak[usable] = np.maximum.reduceat(trace, starts[:-1][usable])
+    peak = recording_peaks(trace, starts, config.sigma_frames)
     if ranking == "calibrated":
         bound = (peak - mu) / sigma
     elif config.peak_weight >= 0:
@@ -192,43 +276,34 @@ def search_archive(
     order = np.argsort(-bound, kind="stable")
     order = order[np.isfinite(bound[order])]
     cap = per_recording or config.max_windows
-    found: list[ArchiveMoment] = []
+    tables: list[MomentTable] = []
+    best: NDArray[np.float64] = np.empty(0)
     localised = 0
     hop = snapshot.spec.hop_s
     config_hop = config.with_(hop_s=hop) if config.hop_s != hop else config
     for a in range(0, len(order), LOCALIZE_STEP):
-        if len(found) >= top and np.isfinite(bound[order[a]]):
-            kth = sorted((m.score for m in found), reverse=True)[top - 1]
-            if kth >= bound[order[a]]:
-                break
+        next_bound = bound[order[a]]
+        if (len(best) >= top and np.isfinite(next_bound)
+                and np.partition(best, len(best) - top)[len(best) - top] >= next_bound):
+            break
         step = order[a : a + LOCALIZE_STEP]
-        recs = [snapshot.recordings[int(i)] for i in step]
         results = localize_traces(
             [trace[starts[i] : starts[i + 1]] for i in step],
-            [r.duration_s for r in recs], config_hop,
+            [snapshot.recordings[int(i)].duration_s for i in step], config_hop,
         )
         localised += len(step)
-        for rec, res in zip(recs, results, strict=True):
-            found.extend(_moments(rec.id, rec.name, res, mu, sigma, hop, ranking)[:cap])
-    found.sort(key=lambda m: (-m.score, m.recording_id, m.start_s))
+        table = moment_table(results, step.astype(np.int64), hop, cap)
+        tables.append(table)
+        step_scores = ((table.peak - mu) / sigma if ranking == "calibrated"
+                       else table.report_score)
+        best = np.concatenate((best, step_scores[np.isfinite(step_scores)]))
+    merged = MomentTable(*(np.concatenate([getattr(tb, f) for tb in tables])
+                           for f in ("recording", "start_s", "end_s", "report_score", "peak")))
+    found = ranked_moments(snapshot, merged, mu, sigma, ranking, top)
     t2 = time.perf_counter()
     return ArchiveSearch(
-        moments=found[:top], system=system, ranking=ranking,
+        moments=found, system=0, ranking=ranking,
         windows_scanned=int(starts[-1]), recordings_localised=localised,
         trace_mean=mu, trace_std=sigma,
-        seconds={"scan": t1 - t0, "localise": t2 - t1},
+        seconds={"localise": t2 - t1},
     )
-
-
-def _moments(
-    rec_id: int, name: str, result: LocalizationResult, mu: float, sigma: float, hop_s: float,
-    ranking: str,
-) -> list[ArchiveMoment]:
-    windows = result.windows
-    z = (moment_means(result.smoothed, windows, hop_s) - mu) / sigma
-    out = []
-    for (start, end, report_score), zk in zip(windows.tolist(), z.tolist(), strict=True):
-        score = zk if ranking == "calibrated" else report_score
-        if math.isfinite(score):
-            out.append(ArchiveMoment(rec_id, name, start, end, score, zk, report_score))
-    return out
