@@ -15,6 +15,14 @@ from pathlib import Path
 from audiomoment.config import LocalizeConfig
 from audiomoment.errors import InputError
 
+SEARCH_EXAMPLES = """examples:
+  audiomoment search recording.wav "water flowing"
+  audiomoment search recording.flac "a dog barks" "rain" --system 2 --top 5 --json
+  audiomoment search "a dog barks" --db archive.idx --top 20
+  audiomoment search --db archive.idx --like clip.wav --start 2 --end 5
+  audiomoment search --db archive.idx --like-recording field/2024-05-01.flac --start 60 --end 64
+"""
+
 
 def _add_model_options(p: argparse.ArgumentParser, text: bool = True) -> None:
     p.add_argument("--checkpoint", help="CLAP_weights_2023.pth (default: the Hugging Face "
@@ -49,8 +57,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from audiomoment.pipelines.search import format_result, search_audio
 
     _check_batch(args)
+    if args.db:
+        from audiomoment.cli.index import archive_search
+
+        return archive_search(args)
     if args.top < 1:
         raise InputError(f"--top must be >= 1, got {args.top}")
+    if not args.audio or not args.query:
+        raise InputError("give an audio file and at least one query "
+                         "(or --db INDEX to search an archive index)")
     if not any(q.strip() for q in args.query):
         raise InputError("the query is empty")
     from audiomoment.io.audio import audio_info
@@ -131,12 +146,16 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``search`` and ``extract-features`` on an argparse subparsers object."""
     p = subparsers.add_parser(
-        "search", help="find the moments of an audio file that match a text query",
+        "search", help="find the moments of an audio file, or of an archive index, that "
+                       "match a query",
         description="Embed an audio file with MS-CLAP 2023 (1-s windows) and print the "
-                    "ranked moments matching each query.",
+                    "ranked moments matching each query; with --db, search every recording "
+                    "of an archive index (audiomoment index) and rank moments across them.",
+        epilog=SEARCH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("audio", help="audio file (WAV, FLAC, OGG, MP3, ...)")
-    p.add_argument("query", nargs="+", help="text query (several: one search each)")
+    p.add_argument("audio", nargs="?", help="audio file (WAV, FLAC, OGG, MP3, ...); with --db "
+                   "the first query")
+    p.add_argument("query", nargs="*", help="text query (several: one search each)")
     p.add_argument("--system", type=int, choices=[1, 2], default=1,
                    help="1: GMM + background contrast; 2: GMM on the similarity trace")
     p.add_argument("--top", type=int, default=10, help="ranked moments to print per query")
@@ -149,6 +168,9 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
                    "(default ~/.cache/audiomoment)")
     p.add_argument("--no-cache", action="store_true", help="do not cache features")
     _add_model_options(p)
+    from audiomoment.cli.index import add_archive_search_options
+
+    add_archive_search_options(p)
     p.set_defaults(handler=_cmd_search)
 
     p = subparsers.add_parser(
