@@ -125,8 +125,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from audiomoment.testing.simulate import SimulationConfig, simulate, write_dataset
 
-    sim = (SimulationConfig.clotho_like if args.preset == "clotho" else
-           SimulationConfig.castella_like)(seed=args.seed)
+    sim = {"clotho": SimulationConfig.clotho_like,
+           "castella-corpus": SimulationConfig.castella_corpus}.get(
+        args.preset, SimulationConfig.castella_like)(seed=args.seed)
     paths = write_dataset(simulate(sim), args.out)
     print(f"wrote a SIMULATED {args.preset}-like dataset to {args.out}")
     for name, path in paths.items():
@@ -175,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="write a SIMULATED dataset in the lighthouse layout")
     p.add_argument("--out", required=True, help="folder to write")
-    p.add_argument("--preset", choices=["castella", "clotho"], default="castella")
+    p.add_argument("--preset", choices=["castella", "clotho", "castella-corpus"],
+                   default="castella", help="castella-corpus: CASTELLA-sized with sound "
+                   "concepts shared across recordings (a corpus to search across)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=_cmd_simulate)
 
