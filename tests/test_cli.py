@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from audiomoment.cli import main
+from audiomoment.io.run_settings import read_run_settings
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -140,6 +141,130 @@ def test_evaluate_rejects_invalid_predictions_with_line_number(tiny_dataset, tmp
     code, _, err = run_cli(capsys, "evaluate", "--annotations", tiny_dataset["annotations"],
                            "--predictions", pred)
     assert code == 2 and "pred.jsonl" in err and ":2" in err and err.count("\n") == 1
+    assert "pred.jsonl:2: window 1 has start > end: [7, 3, 0.5]" in err
+
+
+def _write_rows(path, windows: dict[str, list]) -> None:
+    path.write_text("".join(
+        json.dumps({"qid": q, "query": "x", "vid": "v", "pred_relevant_windows": w}) + "\n"
+        for q, w in windows.items()))
+
+
+def test_evaluate_scores_zero_length_windows_and_counts_them(tiny_dataset, tmp_path, capsys):
+    # Ground truth: q1 [10, 20], q2 [30, 35], q3 [5, 15]. q2's first window [32, 32] has zero
+    # length: IoU 0 (an R1 miss, a false positive ranked first, then the hit [30, 35]:
+    # AP = 1/2). q1 and q3 are exact. R1 = 2/3 = 66.67, mAP = (1 + 0.5 + 1) / 3 = 83.33.
+    pred = tmp_path / "detr.jsonl"
+    _write_rows(pred, {"q1": [[10, 20, 0.9]], "q2": [[32.0, 32.0, 0.8], [30, 35, 0.5]],
+                       "q3": [[5, 15, 0.7]]})
+    metrics_path = tmp_path / "m.json"
+    code, out, err = run_cli(capsys, "evaluate", "--annotations", tiny_dataset["annotations"],
+                             "--predictions", pred, "--json", metrics_path)
+    assert code == 0, err
+    assert (f"warning: {pred}: 1 window(s) in 1 row(s) have zero length (start = end)"
+            in err) and "(first on line 2)" in err
+    row = next(line for line in out.splitlines() if line.startswith("detr"))
+    assert row.split()[1:] == ["66.67", "66.67", "83.33", "83.33", "83.33"]
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["audiomoment"]["n_zero_length_windows"] == 1
+    assert metrics["audiomoment"]["run_settings"] is None  # another tool's file: no settings
+
+
+def test_evaluate_windows_without_scores(tiny_dataset, tmp_path, capsys):
+    # [start, end] windows: q1 [10, 18] has IoU 0.8 with [10, 20], q2 [30, 35] is exact,
+    # q3 [20, 30] misses [5, 15]. R1@0.5 = R1@0.7 = 2/3; mAP cannot be computed.
+    pred = tmp_path / "plain.jsonl"
+    _write_rows(pred, {"q1": [[10, 18], [10, 20]], "q2": [[30, 35]], "q3": [[20, 30]]})
+    metrics_path = tmp_path / "m.json"
+    code, out, err = run_cli(capsys, "evaluate", "--annotations", tiny_dataset["annotations"],
+                             "--predictions", pred, "--json", metrics_path)
+    assert code == 0, err
+    assert "without a score; R1 is computed, mAP is unavailable (n/a)" in err
+    cells = next(line for line in out.splitlines() if line.startswith("plain")).split()[1:]
+    assert cells[:2] == ["66.67", "66.67"]
+    assert not any(c[0].isdigit() for c in cells[2:])  # no number for the three mAP columns
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["brief"]["MR-full-R1@0.5"] == 66.67
+    assert metrics["brief"]["MR-full-mAP"] is None and metrics["brief"]["MR-full-mAP@0.5"] is None
+    assert set(metrics["full"]["MR-mAP"].values()) == {None}
+    assert metrics["audiomoment"]["windows_scored"] is False
+    # windows with and without a score in one file are refused, naming the line
+    _write_rows(pred, {"q1": [[10, 18, 0.5]], "q2": [[30, 35]]})
+    code, _, err = run_cli(capsys, "evaluate", "--annotations", tiny_dataset["annotations"],
+                           "--predictions", pred)
+    assert code == 2 and "plain.jsonl:2: window 1 is not [start, end, score]" in err
+
+
+def test_predict_writes_its_settings_and_evaluate_reads_them(tiny_dataset, tmp_path, capsys):
+    import hashlib
+    from dataclasses import asdict
+
+    import audiomoment
+    from audiomoment.config import LocalizeConfig
+
+    def sha256(path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    out = tmp_path / "run" / "system1.jsonl"
+    code, stdout, err = run_cli(
+        capsys, "predict", "--annotations", tiny_dataset["annotations"],
+        "--features", tiny_dataset["features"], "--checkpoint", tiny_dataset["checkpoint"],
+        "--neutral-embedding", tiny_dataset["neutral"], "--system", "1", "--max-windows", "3",
+        "--engine", "reference", "--cache-dir", tmp_path / "cache", "--out", out,
+    )
+    assert code == 0, err
+    assert "settings in system1.settings.json" in stdout
+    saved = json.loads((tmp_path / "run" / "system1.settings.json").read_text())
+    neutral = tiny_dataset["neutral"]
+    assert saved == {
+        "format": "audiomoment-run-settings", "version": 1, "system": 1,
+        "config": asdict(LocalizeConfig(max_windows=3, engine="reference")),
+        "neutral_source": f"file {neutral.name} (sha256 {sha256(neutral)})",
+        "checkpoint_sha256": sha256(tiny_dataset["checkpoint"]),
+        "package_version": audiomoment.__version__,
+    }
+    # the checkpoint's digest is remembered in the cache for the next run
+    assert sha256(tiny_dataset["checkpoint"]) in (tmp_path / "cache" / "digests.json").read_text()
+    # the predictions file itself holds only prediction rows
+    assert all(set(json.loads(line)) == {"qid", "query", "vid", "pred_relevant_windows",
+                                         "delta"} for line in out.read_text().splitlines())
+
+    metrics_path = tmp_path / "m.json"
+    code, stdout, _ = run_cli(capsys, "evaluate", "--annotations", tiny_dataset["annotations"],
+                              "--predictions", out, "--json", metrics_path)
+    assert code == 0
+    line = next(x for x in stdout.splitlines() if x.startswith("settings"))
+    assert line.startswith("settings (system1.settings.json): System 1; sigma_frames 1.5, ")
+    assert "max_windows 3, engine reference, hop_s 1.0" in line
+    assert f"neutral: file {neutral.name}" in line
+    assert f"checkpoint sha256 {saved['checkpoint_sha256']}" in line
+    assert line.endswith(f"audiomoment {audiomoment.__version__}")
+    assert json.loads(metrics_path.read_text())["audiomoment"]["run_settings"] == saved
+
+    # System 2 without a cache: no neutral embedding in its settings
+    out2 = tmp_path / "system2.jsonl"
+    assert run_cli(capsys, "predict", "--annotations", tiny_dataset["annotations"],
+                   "--features", tiny_dataset["features"], "--checkpoint",
+                   tiny_dataset["checkpoint"], "--system", "2", "--no-cache", "--out", out2)[0] == 0
+    saved2 = json.loads((tmp_path / "system2.settings.json").read_text())
+    assert saved2["system"] == 2 and saved2["neutral_source"] is None
+    assert saved2["checkpoint_sha256"] == saved["checkpoint_sha256"]
+
+
+def test_library_errors_say_what_is_missing_without_flags(tiny_dataset):
+    from audiomoment.errors import InputError
+    from audiomoment.io.annotations import read_annotations
+    from audiomoment.pipelines.dataset import MissingProjection, predict_dataset
+
+    rows = read_annotations(tiny_dataset["annotations"])
+    with pytest.raises(MissingProjection) as info:
+        predict_dataset(rows, tiny_dataset["features"], system=2, progress=False)
+    assert str(info.value) == (
+        f"{tiny_dataset['features'] / 'clap' / 'rec_a.npz'}: 768-d encoder features need the "
+        "checkpoint's projection heads (or features already in the 1024-d joint space)")
+    with pytest.raises(InputError) as info:
+        predict_dataset(rows, tiny_dataset["features"], system=1, progress=False)
+    assert "neutral embedding" in str(info.value) and "--" not in str(info.value)
 
 
 def test_window_baseline_system(tiny_dataset, tmp_path, capsys):
@@ -252,6 +377,8 @@ def test_demo_equals_predict_and_evaluate_on_its_files(small_castella, tmp_path,
         )
         assert code == 0, err
         assert again.read_text() == demo_file.read_text()
+        # with the same settings, written beside both
+        assert read_run_settings(demo_file) == read_run_settings(again) is not None
         # and its table row is what `evaluate` prints for that file
         code, table, _ = run_cli(capsys, "evaluate", "--annotations",
                                  out / "annotations.jsonl", "--predictions", demo_file)

@@ -17,15 +17,19 @@ from audiomoment.evaluation.metrics import (
     IOU_THRESHOLDS,
     LENGTH_RANGES,
     THRESHOLD_KEYS,
-    check_predictions,
     evaluate,
-    format_delta_breakdown,
-    format_table,
-    headline,
-    read_predictions,
     score_queries,
     sum_like_numpy,
 )
+from audiomoment.io.predictions import (
+    check_predictions,
+    inspect_predictions,
+    make_row,
+    read_prediction_file,
+    read_predictions,
+)
+from audiomoment.reporting.tables import evaluate_with_breakdown
+from audiomoment.reporting.text import format_delta_breakdown, format_table, headline
 
 
 def _shared_data() -> Path:
@@ -309,7 +313,7 @@ def test_delta_breakdown_bins_and_boundaries() -> None:
     windows = {1: [0.0, 10.0], 2: [0.0, 5.0], 3: [50.0, 60.0], 4: [0.0, 10.0]}
     deltas = {1: 0.01, 2: 0.03, 3: 0.07, 4: 0.08}
     predictions = [pred_row(q, [[*windows[q], 0.9]], delta=deltas[q]) for q in windows]
-    metrics = evaluate(ground_truth, predictions)
+    metrics = evaluate_with_breakdown(ground_truth, predictions)
     assert metrics["delta_breakdown"] == {
         "Low": {"n": 1, "mean_iou": 100.0},
         "Mid": {"n": 2, "mean_iou": 25.0},
@@ -319,7 +323,8 @@ def test_delta_breakdown_bins_and_boundaries() -> None:
     assert "Mid" in text and "25.00" in text
     # One row without a delta: no breakdown.
     del predictions[0]["delta"]
-    assert "delta_breakdown" not in evaluate(ground_truth, predictions)
+    assert "delta_breakdown" not in evaluate_with_breakdown(ground_truth, predictions)
+    assert "delta_breakdown" not in evaluate(ground_truth, [*predictions[1:]])  # standard only
 
 
 def test_headline_and_table() -> None:
@@ -344,13 +349,113 @@ def test_evaluate_rejects_bad_rows() -> None:
         evaluate([gt_row(1, [[0, 10]])], [pred_row(1, []), pred_row(1, [])])
     with pytest.raises(InputError, match="duplicate qid 1"):
         evaluate([gt_row(1, [[0, 10]]), gt_row(1, [[0, 10]])], [pred_row(1, [])])
-    with pytest.raises(InputError, match="start <= end"):
+    with pytest.raises(InputError, match=r"^predictions:1: window 1 has start > end"):
         evaluate([gt_row(1, [[0, 10]])], [pred_row(1, [[5.0, 4.0, 0.1]])])
-    with pytest.raises(InputError, match="3 numbers"):
-        evaluate([gt_row(1, [[0, 10]])], [pred_row(1, [[5.0, 6.0]])])
+    # windows with and without a score in one set of rows
+    with pytest.raises(InputError, match=r"predictions:2: window 1 is not \[start, end, score\]"):
+        evaluate([gt_row(1, [[0, 10]]), gt_row(2, [[0, 10]])],
+                 [pred_row(1, [[5.0, 6.0, 0.2]]), pred_row(2, [[5.0, 6.0]])])
+    with pytest.raises(InputError, match=r"predictions:1: window 2 is not \[start, end\] "):
+        evaluate([gt_row(1, [[0, 10]])], [pred_row(1, [[5.0, 6.0], [1.0, 2.0, 0.3]])])
     with pytest.raises(InputError, match="no query"):
         evaluate([gt_row(1, [[0, 10]])], [pred_row(2, [[0.0, 10.0, 1.0]])])
 
+
+
+def test_zero_length_windows_score_as_the_standard_evaluation_scores_them() -> None:
+    # A zero-length window [p, p] has intersection 0 with any window. Its union with a
+    # ground-truth window of length L > 0 is 0 + L - 0 = L (cross IoU, mAP) and its hull is at
+    # least L (paired IoU, R1): IoU 0 wherever it lies, inside the window or not. The only
+    # union of 0, a zero-length prediction against a zero-length ground-truth window at the
+    # same point, cannot occur: zero-length ground-truth windows are dropped from every block.
+    #   q1: [3, 3] first (score 0.9), then [0, 10] (0.5) against [0, 10]. R1 takes [3, 3]:
+    #       IoU 0, a miss. mAP ranks [3, 3] (false positive) before [0, 10] (hit):
+    #       precision [0, 1/2], recall [0, 1] -> AP = 1 * 1/2 = 0.5.
+    #   q2: [0, 10] exactly: IoU 1, AP 1.
+    #   q3: [25, 25] inside [20, 30] (the ground truth's [25, 25] is dropped): IoU 0, AP 0.
+    # R1 = 1/3 = 33.33 at every threshold; mAP = (0.5 + 1 + 0) / 3 = 50.
+    ground_truth = [gt_row(1, [[0, 10]]), gt_row(2, [[0, 10]]), gt_row(3, [[25, 25], [20, 30]])]
+    predictions = [
+        pred_row(1, [[3.0, 3.0, 0.9], [0.0, 10.0, 0.5]]),
+        pred_row(2, [[0.0, 10.0, 0.9]]),
+        pred_row(3, [[25.0, 25.0, 0.8]]),
+    ]
+    metrics = evaluate(ground_truth, predictions)
+    assert metrics["full"]["MR-R1"] == flat(33.33)
+    assert metrics["full"]["MR-mAP"] == {**flat(50.0), "average": 50.0}
+    assert metrics["audiomoment"]["mean_iou_top1"] == 33.33
+    assert metrics["audiomoment"]["n_zero_length_windows"] == 2
+    assert metrics["audiomoment"]["windows_scored"] is True
+    # the literal per-query reference below (the standard formulas, no guard) agrees
+    expected, _, top = ref_block(ground_truth, predictions, *FULL_RANGE)
+    assert metrics["full"] == expected
+    assert top.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_zero_length_windows_in_a_file_are_counted(tmp_path: Path) -> None:
+    # DETR-style rounding: two zero-length windows on lines 2 and 3, one more on line 3.
+    rows = [
+        pred_row(1, [[0.0, 10.0, 0.9]]),
+        pred_row(2, [[3.0, 3.0, 0.0167], [0.0, 5.0, 0.01]]),
+        pred_row(3, [[7.0, 7.0, 0.5], [8.0, 8.0, 0.4]]),
+    ]
+    path = _write(tmp_path / "detr.jsonl", [json.dumps(r) for r in rows])
+    annotations = {**ANNOTATIONS, "3": gt_row(3, [[0, 10]])}
+    messages: list[str] = []
+    assert read_predictions(path, annotations, on_warning=messages.append) == rows
+    assert messages == [
+        f"{path}: 3 window(s) in 2 row(s) have zero length (start = end) and score IoU 0 with "
+        "every ground-truth window, as in the standard evaluation (first on line 2)"
+    ]
+    _, check = read_prediction_file(path, annotations)
+    assert (check.n_zero_length, check.n_windows, check.scored) == (3, 5, True)
+
+
+def test_windows_without_scores_give_r1_and_no_map() -> None:
+    # [start, end] windows: q1's first window [0, 8] has IoU 0.8 with [0, 10] (a hit for
+    # t <= 0.8), q2's [50, 60] misses: R1 = 50 up to 0.8, 0 above. mAP needs scores: None.
+    ground_truth = [gt_row(1, [[0, 10]]), gt_row(2, [[0, 10]])]
+    predictions = [pred_row(1, [[0.0, 8.0], [0.0, 10.0]]), pred_row(2, [[50.0, 60.0]])]
+    metrics = evaluate(ground_truth, predictions, length_blocks=True)
+    assert metrics["full"]["MR-R1"] == {
+        k: (50.0 if t <= 0.8 else 0.0) for k, t in zip(THRESHOLD_KEYS, IOU_THRESHOLDS, strict=True)
+    }
+    assert metrics["full"]["MR-mAP"] == dict.fromkeys((*THRESHOLD_KEYS, "average"))
+    assert metrics["brief"] == {
+        "MR-full-R1@0.5": 50.0, "MR-full-R1@0.7": 50.0, "MR-full-mAP": None,
+        "MR-full-mAP@0.5": None, "MR-full-mAP@0.75": None, "MR-long-mAP": None,
+        "MR-middle-mAP": None, "MR-short-mAP": None,
+    }
+    assert metrics["audiomoment"]["windows_scored"] is False
+    assert metrics["audiomoment"]["mean_iou_top1"] == 40.0
+    json.dumps(metrics, allow_nan=False)
+    scores = score_queries(ground_truth, predictions)
+    assert not scores.scored and np.isnan(scores.ap).all()
+    assert scores.top_iou.tolist() == [0.8, 0.0]
+    # a submission needs the scores
+    check = inspect_predictions(predictions, "p", require_scores=True)
+    assert check.errors == {0: "p:1: window 1 is not [start, end, score]: [0.0, 8.0]",
+                            1: "p:2: window 1 is not [start, end, score]: [50.0, 60.0]"}
+
+
+def test_rows_are_built_by_one_writer() -> None:
+    annotation = gt_row(7, [[0, 10]])
+    windows = np.array([[1.0, 4.0, 0.5], [6.0, 8.0, 0.25]])
+    assert make_row(annotation, windows) == {
+        "qid": 7, "query": "q", "vid": "v",
+        "pred_relevant_windows": [[1.0, 4.0, 0.5], [6.0, 8.0, 0.25]],
+    }
+    assert list(make_row(annotation, windows, np.float64(0.125))) == [
+        "qid", "query", "vid", "pred_relevant_windows", "delta"]
+    assert make_row(annotation, windows, 0.125)["delta"] == 0.125
+
+
+def test_old_names_still_import() -> None:
+    from audiomoment.evaluation import metrics
+    from audiomoment.io import predictions
+
+    assert metrics.read_predictions is predictions.read_predictions
+    assert metrics.check_predictions is predictions.check_predictions
 
 # ---------------------------------------------------------------------------------------------
 # 3. A slow per-query reference, following the rules literally
@@ -516,9 +621,8 @@ def _write(path: Path, lines: list[str]) -> Path:
 @pytest.mark.parametrize(
     ("line", "problem"),
     [
-        (json.dumps(pred_row(2, [[5.0, 5.0, 0.1]])), "start >= end"),
-        (json.dumps(pred_row(2, [[6.0, 5.0, 0.1]])), "start >= end"),
-        (json.dumps(pred_row(2, [[-1.0, 5.0, 0.1]])), "before 0"),
+        (json.dumps(pred_row(2, [[6.0, 5.0, 0.1]])), "window 1 has start > end"),
+        (json.dumps(pred_row(2, [[0.0, 4.0, 0.2], [6.0, 5.5, 0.1]])), "window 2 has start > end"),
         ('{"qid": 2, "pred_relevant_windows": [[0, NaN, 0.1]]}', "non-finite"),
         ('{"qid": 2, "pred_relevant_windows": [[0, 5, Infinity]]}', "non-finite"),
         (json.dumps(pred_row(2, [[0.0, 5.0, "0.1"]])), "non-numeric"),
@@ -573,6 +677,22 @@ def test_warnings_for_late_windows_and_empty_rows(tmp_path: Path) -> None:
     ]
     # Without annotations there is nothing to compare the ends with.
     assert len(check_predictions(rows, None, "p.jsonl")) == 1
+
+
+def test_window_before_zero_is_scored_with_a_warning(tmp_path: Path) -> None:
+    # The standard evaluation scores a window starting before 0 like any other: [-1, 9]
+    # against [0, 10] has intersection 9, union 10 + 10 - 9 = 11 and hull 11, IoU 9 / 11 =
+    # 0.818: a hit up to the 0.8 threshold.
+    path = _write(tmp_path / "p.jsonl", [json.dumps(pred_row(1, [[-1.0, 9.0, 0.9]]))])
+    messages: list[str] = []
+    rows = read_predictions(path, ANNOTATIONS, on_warning=messages.append)
+    assert messages == [f"{path}: 1 window(s) in 1 row(s) start before 0 s (first on line 1)"]
+    block = _block([gt_row(1, [[0, 10]])], rows)
+    hits = {
+        k: (100.0 if t <= 0.8 else 0.0) for k, t in zip(THRESHOLD_KEYS, IOU_THRESHOLDS, strict=True)
+    }
+    assert block["MR-R1"] == hits
+    assert block["MR-mAP"] == {**hits, "average": 70.0}
 
 
 def test_check_predictions_line_numbers_default_to_positions() -> None:

@@ -105,3 +105,27 @@ def test_neutral_embedding_file(tmp_path):
     np.save(tmp_path / "bad.npy", np.ones(768))
     with pytest.raises(InputError, match=r"bad\.npy: expected a 1024-d vector"):
         load_neutral_embedding(tmp_path / "bad.npy")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(3, 3.0), (-2.5, -2.5), (0, 0.0), (True, None), (False, None), ("1.0", None), (None, None),
+     (float("nan"), None), (float("inf"), None), (-float("inf"), None), (10**400, None),
+     ([1.0], None)],
+)
+def test_finite_number_is_one_rule_for_every_file(value, expected):
+    from audiomoment.io.validation import finite_number, is_finite_number
+
+    assert finite_number(value) == expected
+    assert is_finite_number(value) is (expected is not None)
+
+
+def test_annotation_bounds_use_the_finite_number_rule(tmp_path):
+    path = tmp_path / "ann.jsonl"
+    row = {"qid": "a", "query": "x", "vid": "v", "duration": 9, "relevant_windows": [[0, True]]}
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(InputError, match=r"ann\.jsonl:1: relevant window \[0, True\] has a non"):
+        read_annotations(path)
+    path.write_text(json.dumps({**row, "relevant_windows": [], "duration": 10**400}) + "\n")
+    with pytest.raises(InputError, match="duration must be a positive number"):
+        read_annotations(path)

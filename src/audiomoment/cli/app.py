@@ -10,10 +10,18 @@ import json
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from audiomoment.config import LocalizeConfig
 from audiomoment.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from audiomoment.io.run_settings import RunSettings
 
 
 def _config_from(args: argparse.Namespace) -> LocalizeConfig:
@@ -42,9 +50,10 @@ def _add_localize_options(p: argparse.ArgumentParser) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from audiomoment.clap.checkpoint import load_projection_heads
     from audiomoment.io.annotations import read_annotations
-    from audiomoment.io.features import load_neutral_embedding
+    from audiomoment.io.cache import default_cache_dir
     from audiomoment.io.predictions import write_predictions
-    from audiomoment.pipelines.dataset import default_cache_dir, predict_dataset
+    from audiomoment.io.run_settings import write_run_settings
+    from audiomoment.pipelines.dataset import MissingProjection, predict_dataset, run_settings
 
     config = _config_from(args)
     annotations = read_annotations(args.annotations)
@@ -52,19 +61,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise InputError(f"{args.features}: features folder not found")
     heads = load_projection_heads(args.checkpoint) if args.checkpoint else None
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
-    if args.neutral_embedding:
-        neutral = load_neutral_embedding(args.neutral_embedding)
-    elif args.system == 1 and args.checkpoint:
-        neutral = _neutral_from_checkpoint(args.checkpoint, args.tokenizer, cache)
-    else:
-        neutral = None
-    run = predict_dataset(
-        annotations, args.features, system=args.system, heads=heads, neutral=neutral,
-        config=config, cache_dir=cache,
-    )
+    neutral, neutral_source = _neutral(args, cache)
+    settings = run_settings(args.system, config, neutral_source=neutral_source,
+                            checkpoint=args.checkpoint, cache_dir=cache)
+    try:
+        run = predict_dataset(
+            annotations, args.features, system=args.system, heads=heads, neutral=neutral,
+            config=config, cache_dir=cache,
+        )
+    except MissingProjection as exc:
+        raise InputError(f"{exc}: pass --checkpoint CLAP_weights_2023.pth") from None
     write_predictions(args.out, run.rows)
+    settings_file = write_run_settings(args.out, settings)
     print(f"wrote {len(run.rows)} predictions to {args.out} "
-          f"(System {args.system}, engine {config.engine})")
+          f"(System {args.system}, engine {config.engine}; settings in {settings_file.name})")
     if run.n_fallback:
         print(f"note: {run.n_fallback} queries used the peak-centred fallback "
               f"({run.n_degenerate} of them had a constant trace)", file=sys.stderr)
@@ -77,42 +87,64 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _neutral_from_checkpoint(checkpoint: str, tokenizer: str | None, cache: object) -> object:
-    """System 1's neutral embedding from the checkpoint's text encoder (cached)."""
-    from audiomoment.clap.model import load_clap
-    from audiomoment.pipelines.neutral import neutral_from_model
+def _neutral(
+    args: argparse.Namespace, cache: str | Path | None
+) -> tuple[NDArray[np.float64] | None, str | None]:
+    """System 1's neutral embedding and its source; the flags to give when it is missing."""
+    from audiomoment.pipelines.neutral import neutral_for_run
 
     try:
-        model = load_clap(checkpoint, tokenizer, audio=False, text=True)
+        return neutral_for_run(
+            args.system, neutral_file=args.neutral_embedding, checkpoint=args.checkpoint,
+            tokenizer=args.tokenizer, cache_dir=cache,
+        )
     except InputError as exc:
-        raise InputError(
-            f"{exc}; System 1 needs the text encoder for its neutral embedding, "
-            "or pass --neutral-embedding N.npy"
-        ) from None
-    return neutral_from_model(model, cache)
+        if args.neutral_embedding:
+            raise
+        hint = "--neutral-embedding N.npy" if args.checkpoint else (
+            "--neutral-embedding N.npy, or --checkpoint with a text encoder")
+        raise InputError(f"{exc} (pass {hint})") from None
+
+
+def _settings_line(settings: RunSettings) -> str:
+    """One line naming every setting of a run."""
+    system = "window baseline" if settings.system == "window" else f"System {settings.system}"
+    config = ", ".join(f"{k} {v}" for k, v in asdict(settings.config).items())
+    parts = [system, config]
+    if settings.neutral_source:
+        parts.append(f"neutral: {settings.neutral_source}")
+    parts.append(f"checkpoint sha256 {settings.checkpoint_sha256}"
+                 if settings.checkpoint_sha256 else "no checkpoint")
+    parts.append(f"audiomoment {settings.package_version or 'version unknown'}")
+    return "; ".join(parts)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from audiomoment.evaluation.metrics import (
-        evaluate,
-        format_delta_breakdown,
-        format_table,
-        read_predictions,
-    )
     from audiomoment.io.annotations import by_qid, read_annotations
     from audiomoment.io.atomic import write_text
+    from audiomoment.io.predictions import read_predictions
+    from audiomoment.io.run_settings import read_run_settings, settings_path
+    from audiomoment.reporting.tables import evaluate_with_breakdown
+    from audiomoment.reporting.text import format_delta_breakdown, format_table
 
     annotations = read_annotations(args.annotations, require_windows=True)
     lookup = by_qid(annotations)
     predictions = read_predictions(
         args.predictions, lookup, on_warning=lambda w: print(f"warning: {w}", file=sys.stderr)
     )
+    settings = read_run_settings(args.predictions)
     scored = {str(p["qid"]) for p in predictions}
     missing = len(lookup) - len(scored & lookup.keys())
     if missing:
         print(f"warning: {missing} annotated queries have no prediction; the standard "
               "evaluation scores only the queries that have one", file=sys.stderr)
-    metrics = evaluate(annotations, predictions)
+    metrics = evaluate_with_breakdown(annotations, predictions)
+    metrics["audiomoment"]["run_settings"] = settings.to_json() if settings else None
+    if not metrics["audiomoment"]["windows_scored"]:
+        print(f"note: {args.predictions}: the windows are [start, end] without a score; R1 is "
+              "computed, mAP is unavailable (n/a)", file=sys.stderr)
+    if settings is not None:
+        print(f"settings ({settings_path(args.predictions).name}): {_settings_line(settings)}")
     print(format_table({Path(args.predictions).stem: metrics}))
     if "delta_breakdown" in metrics:
         print()
@@ -148,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="audiomoment",
         description="Find the moments in long audio that match a text query (training-free).",
     )
+    from audiomoment import __version__
+
+    parser.add_argument("--version", action="version", version=f"audiomoment {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("predict", help="run System 1 or 2 over a dataset in the lighthouse layout")
@@ -194,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     from audiomoment.cli.model import add_model_commands
 
     add_model_commands(sub)
+    from audiomoment.cli.index import add_index_command
+
+    add_index_command(sub)
     return parser
 
 

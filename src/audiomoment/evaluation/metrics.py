@@ -27,26 +27,30 @@ Judgement calls, where the standard code crashes or is machine dependent:
   insertion sort, and the stable sort used here makes it so on every machine.
 * A prediction row with an empty window list is scored as a miss (AP 0, top-1 IoU 0); the
   standard code fails on it.
-* :func:`evaluate` rejects duplicate qids, non-finite numbers and windows with start > end
-  (:class:`~audiomoment.errors.InputError`); a zero-length predicted window is scored (IoU 0),
-  as the standard code does. :func:`check_predictions`, for files, is stricter.
+* Prediction rows are validated by :func:`audiomoment.io.predictions.inspect_predictions`, the
+  rules every command uses: duplicate qids, non-finite numbers and windows with start > end
+  are refused (:class:`~audiomoment.errors.InputError`). A zero-length predicted window
+  (start = end) is scored as the standard code scores it: both IoUs are ``inter / union``
+  with ``inter`` = 0 and a union of at least the ground-truth window's length, which is > 0
+  in every block, so its IoU is 0 (a miss for R1, a false positive for mAP). How many there
+  were is reported in the ``"audiomoment"`` block.
+* Windows given as [start, end] without a score (every window of the rows): R1@t is computed;
+  mAP needs a ranking by score and is None (unavailable) in every block.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from audiomoment.errors import InputError
-from audiomoment.io.annotations import iter_jsonl
+from audiomoment.io.predictions import check_predictions as check_predictions
+from audiomoment.io.predictions import inspect_predictions
+from audiomoment.io.predictions import read_predictions as read_predictions
 
 IOU_THRESHOLDS: tuple[float, ...] = tuple(float(f"{t:.2f}") for t in np.linspace(0.5, 0.95, 10))
 """0.5, 0.55, ..., 0.95 as the standard evaluation rounds them."""
@@ -58,13 +62,6 @@ LENGTH_RANGES: dict[str, tuple[float, float]] = {
     "short": (0.0, 10.0),
     "middle": (10.0, 30.0),
     "long": (30.0, 150.0),
-}
-DELTA_LOW = 0.030
-DELTA_HIGH = 0.070
-DELTA_BINS: dict[str, str] = {
-    "Low": f"delta < {DELTA_LOW:.3f}",
-    "Mid": f"{DELTA_LOW:.3f} <= delta <= {DELTA_HIGH:.3f}",
-    "High": f"delta > {DELTA_HIGH:.3f}",
 }
 HEADLINE_KEYS: dict[str, str] = {
     "R1@0.5": "MR-full-R1@0.5",
@@ -262,6 +259,7 @@ def _qid(row: Any, what: str) -> str | int:
 
 
 def _windows(row: Mapping, field: str, what: str) -> list:
+    """The window list of a ground-truth row."""
     windows = row.get(field)
     if not isinstance(windows, list):
         raise InputError(f"{what}: qid {row['qid']!r}: '{field}' must be a list of windows")
@@ -286,6 +284,9 @@ class Pairs:
     gt_windows : (N, 2) every ground-truth window, query after query.
     gt_counts : (Q,) ground-truth windows per query.
     n_ground_truth, n_predictions : rows given on each side.
+    scored : False when the windows are [start, end] without a score (``pred`` then holds
+        score 0 and file order; mAP is unavailable).
+    n_zero_length : predicted windows with start = end, over every prediction row.
     """
 
     index: NDArray[np.int64]
@@ -298,45 +299,43 @@ class Pairs:
     gt_counts: NDArray[np.int64]
     n_ground_truth: int
     n_predictions: int
+    scored: bool = True
+    n_zero_length: int = 0
 
 
 def pair_rows(ground_truth: Sequence[Mapping], predictions: Sequence[Mapping]) -> Pairs:
     """Match prediction rows to ground-truth rows by qid and pack both into arrays.
 
     Raises :class:`InputError` for a duplicate qid, a malformed row or window, a non-finite
-    number or a predicted window with start > end.
+    number or a predicted window with start > end: the prediction rows are checked by
+    :func:`audiomoment.io.predictions.inspect_predictions` (source ``"predictions"``, rows
+    numbered from 1).
     """
+    check = inspect_predictions(predictions, "predictions", stop_at_first_error=True)
+    check.raise_first()
+    width = 2 if check.scored is False else 3
     gt_by_qid: dict[str | int, Mapping] = {}
     for i, row in enumerate(ground_truth):
         qid = _qid(row, f"ground truth row {i + 1}")
         if qid in gt_by_qid:
             raise InputError(f"ground truth: duplicate qid {qid!r}")
         gt_by_qid[qid] = row
-    seen: set[str | int] = set()
     index: list[int] = []
     qids: list[str | int] = []
     pred_rows: list[list] = []
     gt_rows: list[list] = []
     for i, row in enumerate(predictions):
-        qid = _qid(row, f"prediction row {i + 1}")
-        if qid in seen:
-            raise InputError(f"predictions: duplicate qid {qid!r}")
-        seen.add(qid)
-        windows = _windows(row, "pred_relevant_windows", "predictions")
+        qid = row["qid"]
+        windows = row["pred_relevant_windows"]
         if qid in gt_by_qid:
             index.append(i)
             qids.append(qid)
             pred_rows.append(windows[:MAX_PRED_WINDOWS])
             gt_rows.append(_windows(gt_by_qid[qid], "relevant_windows", "ground truth"))
     pred_counts = np.array([len(w) for w in pred_rows], dtype=np.int64)
-    flat_pred = _float_rows([w for ws in pred_rows for w in ws], 3, "predictions")
-    bad = ~np.isfinite(flat_pred).all(axis=1) | (flat_pred[:, 0] > flat_pred[:, 1])
-    if bad.any():
-        query = int(np.repeat(np.arange(len(qids)), pred_counts)[np.argmax(bad)])
-        raise InputError(
-            f"predictions: qid {qids[query]!r}: window {flat_pred[np.argmax(bad)].tolist()} "
-            "is not finite with start <= end"
-        )
+    flat_pred = _float_rows([w for ws in pred_rows for w in ws], width, "predictions")
+    if width == 2:  # no score: every window scores 0, so the stable sort keeps file order
+        flat_pred = np.concatenate([flat_pred, np.zeros((len(flat_pred), 1))], axis=1)
     padded, mask = pad_rows(flat_pred, pred_counts, (0.0, 1.0, 0.0))
     has_pred = pred_counts > 0
     top = padded[:, 0, :2].copy()
@@ -354,6 +353,8 @@ def pair_rows(ground_truth: Sequence[Mapping], predictions: Sequence[Mapping]) -
         gt_counts=gt_counts,
         n_ground_truth=len(ground_truth),
         n_predictions=len(predictions),
+        scored=width == 3,
+        n_zero_length=check.n_zero_length,
     )
 
 
@@ -365,14 +366,17 @@ class QueryScores:
     ----------
     index : (Q,) int, position of each query's row in the predictions.
     qids : the Q qids.
-    ap : (Q, T) average precision at each of the T IoU thresholds, in [0, 1].
+    ap : (Q, T) average precision at each of the T IoU thresholds, in [0, 1]; NaN when the
+        windows carry no score.
     top_iou : (Q,) paired IoU of the first predicted window with its best ground-truth window.
+    scored : False when the windows carry no score (no mAP).
     """
 
     index: NDArray[np.int64]
     qids: list[str | int]
     ap: Float
     top_iou: Float
+    scored: bool = True
 
 
 def score_block(pairs: Pairs, length_range: tuple[float, float] = FULL_RANGE) -> QueryScores:
@@ -387,10 +391,16 @@ def score_block(pairs: Pairs, length_range: tuple[float, float] = FULL_RANGE) ->
     counts = np.bincount(owner[keep], minlength=len(pairs.gt_counts))
     kept = np.flatnonzero(counts > 0)
     gt, gt_mask = pad_rows(pairs.gt_windows[keep], counts[kept], (0.0, 1.0))
-    ap = average_precision(pairs.pred[kept], pairs.pred_mask[kept], gt, gt_mask, IOU_THRESHOLDS)
+    if pairs.scored:
+        ap = average_precision(
+            pairs.pred[kept], pairs.pred_mask[kept], gt, gt_mask, IOU_THRESHOLDS
+        )
+    else:
+        ap = np.full((len(kept), len(IOU_THRESHOLDS)), np.nan)
     iou = top1_iou(pairs.top[kept], pairs.has_pred[kept], gt, gt_mask)
     return QueryScores(
-        index=pairs.index[kept], qids=[pairs.qids[i] for i in kept], ap=ap, top_iou=iou
+        index=pairs.index[kept], qids=[pairs.qids[i] for i in kept], ap=ap, top_iou=iou,
+        scored=pairs.scored,
     )
 
 
@@ -416,47 +426,23 @@ def block_metrics(scores: QueryScores) -> dict[str, dict[str, float | None]]:
     """{"MR-mAP": {"0.5": .., ..., "0.95": .., "average": ..}, "MR-R1": {"0.5": .., ...}}.
 
     Percentages rounded to 2 decimals as the standard evaluation prints them; None for every
-    value of a block without queries.
+    value of a block without queries, and for the mAP values of windows without a score.
     """
     if len(scores.qids) == 0:
         return {
             "MR-mAP": dict.fromkeys((*THRESHOLD_KEYS, "average")),
             "MR-R1": dict.fromkeys(THRESHOLD_KEYS),
         }
-    ap_by_threshold = scores.ap.mean(0)
-    mean_ap: dict[str, float | None] = {
-        k: _percent(v) for k, v in zip(THRESHOLD_KEYS, ap_by_threshold, strict=True)
-    }
-    mean_ap["average"] = _percent(np.mean(ap_by_threshold))
+    mean_ap: dict[str, float | None] = dict.fromkeys((*THRESHOLD_KEYS, "average"))
+    if scores.scored:
+        ap_by_threshold = scores.ap.mean(0)
+        mean_ap = {k: _percent(v) for k, v in zip(THRESHOLD_KEYS, ap_by_threshold, strict=True)}
+        mean_ap["average"] = _percent(np.mean(ap_by_threshold))
     r1: dict[str, float | None] = {
         k: float(f"{np.mean(scores.top_iou >= t) * 100:.2f}")
         for k, t in zip(THRESHOLD_KEYS, IOU_THRESHOLDS, strict=True)
     }
     return {"MR-mAP": mean_ap, "MR-R1": r1}
-
-
-def _finite_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
-
-
-def delta_breakdown(deltas: Float, top_iou: Float) -> dict[str, dict[str, float | int | None]]:
-    """Count and mean top-1 IoU (percent, 2 decimals; None if empty) per signal-quality bin.
-
-    ``deltas``, ``top_iou``: (Q,). Bins: Low delta < 0.030, Mid 0.030 <= delta <= 0.070,
-    High delta > 0.070.
-    """
-    bins = {
-        "Low": deltas < DELTA_LOW,
-        "Mid": (deltas >= DELTA_LOW) & (deltas <= DELTA_HIGH),
-        "High": deltas > DELTA_HIGH,
-    }
-    return {
-        name: {
-            "n": int(member.sum()),
-            "mean_iou": _percent(np.mean(top_iou[member])) if member.any() else None,
-        }
-        for name, member in bins.items()
-    }
 
 
 def evaluate(
@@ -471,16 +457,21 @@ def evaluate(
     ----------
     ground_truth : rows with ``qid`` and ``relevant_windows`` [[start, end], ...].
     predictions : rows with ``qid`` and ``pred_relevant_windows`` [[start, end, score], ...],
-        best first; an optional numeric ``delta`` on every scored row adds a breakdown.
+        best first, or [start, end] windows without a score (R1 only); checked by
+        :func:`audiomoment.io.predictions.inspect_predictions` (a ``delta``, when present,
+        must be a finite number). Extra fields such as this project's ``delta`` do not enter
+        the metrics; the delta breakdown is
+        :func:`audiomoment.reporting.tables.evaluate_with_breakdown`.
     length_blocks : also compute the QVHighlights ``"short"``, ``"middle"`` and ``"long"``
         blocks (and their ``MR-<name>-mAP`` entries in ``"brief"``).
 
     Returns
     -------
     dict, JSON-serialisable: ``"brief"`` (sorted keys), ``"full"`` (and the length blocks),
-    ``"audiomoment"`` (counts and ``mean_iou_top1``, the mean paired IoU of the first window
-    in percent with 2 decimals) and, when every scored prediction row carries a finite numeric
-    ``delta``, ``"delta_breakdown"``. All metric values are percentages with 2 decimals.
+    ``"audiomoment"`` (counts; ``mean_iou_top1``, the mean paired IoU of the first window
+    in percent with 2 decimals; ``windows_scored``, False for [start, end] windows, whose mAP
+    values are then None; ``n_zero_length_windows``). All metric values are percentages with
+    2 decimals.
 
     Raises
     ------
@@ -520,185 +511,7 @@ def evaluate(
         "n_dropped_without_window": len(pairs.qids) - len(full.qids),
         "n_empty_predictions": int((~pairs.has_pred).sum()),
         "mean_iou_top1": _percent(np.mean(full.top_iou)),
+        "windows_scored": pairs.scored,
+        "n_zero_length_windows": pairs.n_zero_length,
     }
-    deltas = [predictions[i].get("delta") for i in full.index]
-    if all(_finite_number(d) for d in deltas):
-        metrics["delta_breakdown"] = delta_breakdown(
-            np.array(deltas, dtype=np.float64), full.top_iou
-        )
     return metrics
-
-
-def headline(metrics: Mapping) -> dict[str, float]:
-    """{"R1@0.5", "R1@0.7", "mAP@0.5", "mAP@0.75", "mAP"} from the ``"brief"`` block."""
-    brief = metrics.get("brief")
-    if not isinstance(brief, Mapping):
-        raise InputError("metrics: no 'brief' block")
-    missing = [v for v in HEADLINE_KEYS.values() if v not in brief]
-    if missing:
-        raise InputError(f"metrics: 'brief' block has no '{missing[0]}'")
-    return {k: brief[v] for k, v in HEADLINE_KEYS.items()}
-
-
-def _cell(value: Any) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def format_table(rows: Mapping[str, Mapping]) -> str:
-    """Plain-text table of the headline metrics, one row per system.
-
-    ``rows`` maps a system name to the output of :func:`evaluate` or of :func:`headline`.
-    """
-    columns = list(HEADLINE_KEYS)
-    name_width = max([len("system"), *(len(name) for name in rows)])
-    widths = [max(len(c), 6) for c in columns]
-
-    def line(name: str, cells: list[str]) -> str:
-        padded = (cell.rjust(w) for cell, w in zip(cells, widths, strict=True))
-        return "  ".join([name.ljust(name_width), *padded])
-
-    lines = [line("system", columns)]
-    for name, values in rows.items():
-        values = headline(values) if "brief" in values else values
-        lines.append(line(name, [_cell(values.get(c)) for c in columns]))
-    return "\n".join(lines)
-
-
-def format_delta_breakdown(metrics: Mapping) -> str:
-    """Plain-text table of the ``"delta_breakdown"`` block (bin, range, n, mean top-1 IoU)."""
-    breakdown = metrics.get("delta_breakdown")
-    if not breakdown:
-        return "no delta breakdown (the predictions carry no numeric 'delta')"
-    range_width = max(len(r) for r in DELTA_BINS.values())
-    lines = [f"{'bin':<4}  {'range':<{range_width}}  {'n':>6}  {'mean IoU':>8}"]
-    for name, label in DELTA_BINS.items():
-        entry = breakdown.get(name, {})
-        lines.append(
-            f"{name:<4}  {label:<{range_width}}  {entry.get('n', 0):>6}  "
-            f"{_cell(entry.get('mean_iou')):>8}"
-        )
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading and checking prediction files
-# ---------------------------------------------------------------------------------------------
-
-
-def _annotation(annotations_by_qid: Mapping, qid: str | int) -> Mapping | None:
-    """The annotation row of ``qid``, keyed by the qid itself or its string form."""
-    found = annotations_by_qid.get(qid)
-    return annotations_by_qid.get(str(qid)) if found is None else found
-
-
-def _check_window(window: Any, where: str, k: int) -> tuple[float, float]:
-    if not isinstance(window, list) or len(window) != 3:
-        raise InputError(f"{where}: window {k} is not [start, end, score]: {window!r}")
-    if not all(_finite_number(v) for v in window):
-        raise InputError(f"{where}: window {k} has a non-numeric or non-finite value: {window!r}")
-    start, end = float(window[0]), float(window[1])
-    if start < 0:
-        raise InputError(f"{where}: window {k} starts before 0: {window!r}")
-    if start >= end:
-        raise InputError(f"{where}: window {k} has start >= end: {window!r}")
-    return start, end
-
-
-def check_predictions(
-    rows: Sequence[Any],
-    annotations_by_qid: Mapping | None,
-    source: str,
-    *,
-    line_numbers: Sequence[int] | None = None,
-) -> list[str]:
-    """Validate prediction rows; return warnings, raise :class:`InputError` on errors.
-
-    Errors (the message is ``"<source>:<line>: <problem>"``, lines 1-based, by default the
-    row's position): a row that is not an object, a missing ``qid`` or
-    ``pred_relevant_windows``, a qid that is not a string or an integer, a duplicate qid, a
-    qid not in ``annotations_by_qid`` (keyed by the qid or its string form; skipped when None),
-    a window that is not three finite numbers, a start < 0 or start >= end, a non-numeric or
-    non-finite ``delta``. Warnings: windows ending after the annotated ``duration`` and rows
-    without any window (scored as misses).
-    """
-    numbers = list(line_numbers) if line_numbers is not None else range(1, len(rows) + 1)
-    first_line: dict[str | int, int] = {}
-    past_end = past_end_rows = 0
-    first_past_end: int | None = None
-    empty_rows: list[int] = []
-    for line, row in zip(numbers, rows, strict=True):
-        where = f"{source}:{line}"
-        if not isinstance(row, Mapping):
-            raise InputError(f"{where}: expected a JSON object")
-        for field in ("qid", "pred_relevant_windows"):
-            if field not in row:
-                raise InputError(f"{where}: missing field '{field}'")
-        qid = row["qid"]
-        if isinstance(qid, bool) or not isinstance(qid, str | int):
-            raise InputError(f"{where}: qid must be a string or an integer, got {qid!r}")
-        if qid in first_line:
-            raise InputError(f"{where}: duplicate qid {qid!r} (first on line {first_line[qid]})")
-        first_line[qid] = line
-        annotation = None
-        if annotations_by_qid is not None:
-            annotation = _annotation(annotations_by_qid, qid)
-            if annotation is None:
-                raise InputError(f"{where}: qid {qid!r} is not in the annotations")
-            if annotation.get("qid", qid) != qid:
-                raise InputError(
-                    f"{where}: qid {qid!r} does not match the annotation's qid "
-                    f"{annotation['qid']!r}"
-                )
-        windows = row["pred_relevant_windows"]
-        if not isinstance(windows, list):
-            raise InputError(f"{where}: pred_relevant_windows must be a list")
-        if "delta" in row and not _finite_number(row["delta"]):
-            raise InputError(f"{where}: delta must be a finite number, got {row['delta']!r}")
-        ends = [_check_window(w, where, k)[1] for k, w in enumerate(windows, start=1)]
-        if not windows:
-            empty_rows.append(line)
-        duration = annotation.get("duration") if annotation is not None else None
-        if _finite_number(duration):
-            over = sum(end > duration for end in ends)
-            if over:
-                past_end += over
-                past_end_rows += 1
-                first_past_end = line if first_past_end is None else first_past_end
-    found = []
-    if past_end:
-        found.append(
-            f"{source}: {past_end} window(s) in {past_end_rows} row(s) end after the query's "
-            f"duration (first on line {first_past_end})"
-        )
-    if empty_rows:
-        found.append(
-            f"{source}: {len(empty_rows)} row(s) have no window and score as misses "
-            f"(first on line {empty_rows[0]})"
-        )
-    return found
-
-
-def read_predictions(
-    path: str | os.PathLike[str],
-    annotations_by_qid: Mapping | None = None,
-    *,
-    on_warning: Callable[[str], None] | None = None,
-) -> list[dict]:
-    """Read and validate a predictions JSON Lines file (blank lines are skipped).
-
-    Raises :class:`InputError` naming the file (and line) for a missing or empty file, a line
-    that is not JSON or any error of :func:`check_predictions`. Its warnings go to
-    ``on_warning``, by default :func:`warnings.warn`. Returns the rows in file order.
-    """
-    p = Path(path)
-    numbers: list[int] = []
-    rows: list[Any] = []
-    for number, row in iter_jsonl(p):
-        numbers.append(number)
-        rows.append(row)
-    for message in check_predictions(rows, annotations_by_qid, str(p), line_numbers=numbers):
-        if on_warning is None:
-            warnings.warn(message, stacklevel=2)
-        else:
-            on_warning(message)
-    return rows

@@ -7,13 +7,13 @@ sets. Rows are returned as plain dicts (what the standard evaluation reads), val
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from audiomoment.errors import InputError
+from audiomoment.io.validation import finite_number
 
 
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
@@ -40,12 +40,6 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
         raise InputError(f"{p}: file is empty")
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def check_windows(windows: Any, where: str, duration: float | None = None) -> None:
     """Validate a list of [start, end] windows in seconds (0 <= start <= end, finite)."""
     if not isinstance(windows, list):
@@ -53,8 +47,8 @@ def check_windows(windows: Any, where: str, duration: float | None = None) -> No
     for w in windows:
         if not isinstance(w, list) or len(w) != 2:
             raise InputError(f"{where}: relevant window {w!r} is not [start, end]")
-        s, e = _number(w[0]), _number(w[1])
-        if s is None or e is None or not (math.isfinite(s) and math.isfinite(e)):
+        s, e = finite_number(w[0]), finite_number(w[1])
+        if s is None or e is None:
             raise InputError(
                 f"{where}: relevant window {w!r} has a non-numeric or non-finite bound"
             )
@@ -89,8 +83,8 @@ def read_annotations(path: str | os.PathLike[str], require_windows: bool = False
             raise InputError(f"{where}: query must be a non-empty string")
         if not isinstance(row["vid"], str) or not row["vid"]:
             raise InputError(f"{where}: vid must be a non-empty string")
-        duration = _number(row["duration"])
-        if duration is None or not math.isfinite(duration) or duration <= 0:
+        duration = finite_number(row["duration"])
+        if duration is None or duration <= 0:
             raise InputError(
                 f"{where}: duration must be a positive number, got {row['duration']!r}"
             )
