@@ -121,6 +121,15 @@ def _stale(
             if _under(source, resolved) and source not in seen]
 
 
+def _gone_failures(
+    writer: IndexWriter, files: Sequence[tuple[Path, str]], roots: Sequence[str | os.PathLike[str]]
+) -> list[str]:
+    """Listed failures from under ``roots`` whose file is gone (no longer listed)."""
+    seen = {str(p) for p, _ in files}
+    resolved = [Path(r).resolve() for r in roots]
+    return [s for s in writer.known_failures() if _under(s, resolved) and s not in seen]
+
+
 @dataclass
 class _Plan:
     todo: list[tuple[Path, str, os.stat_result, str]]
@@ -192,6 +201,7 @@ def index_audio(
             writer.set_vector("neutral", neutral)
         report.removed = _stale(writer, files, roots)
         writer.remove(report.removed)
+        writer.forget_failures(_gone_failures(writer, files, roots))
         plan = _plan(writer, files)
         report.unchanged = plan.unchanged
         durations = {}
@@ -200,7 +210,11 @@ def index_audio(
                 durations[path] = embedder.duration_s(path)
             except InputError as exc:
                 _fail(writer, report, path, st, str(exc))
-        todo = [t for t in plan.todo if t[0] in durations]
+        # a new file whose name another recording holds (the same relative path under a
+        # folder indexed earlier) is named by its full path: it must not replace that one
+        taken = writer.names()
+        todo = [(p, str(p) if not digest and name in taken else name, st, digest)
+                for p, name, st, digest in plan.todo if p in durations]
         with _progress(sum(durations.values()) / 3600, len(todo), progress) as bar:
             for k, (path, name, st, digest) in enumerate(todo, 1):
                 try:
@@ -298,6 +312,7 @@ def index_features(
             writer.set_vector("neutral", neutral)
         report.removed = _stale(writer, files, [folder])
         writer.remove(report.removed)
+        writer.forget_failures(_gone_failures(writer, files, [folder]))
         plan = _plan(writer, files)
         report.unchanged = plan.unchanged
         names = writer.names()

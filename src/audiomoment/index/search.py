@@ -274,9 +274,9 @@ def _rank(
     else:  # no bound: localise every recording
         bound = np.where(np.isfinite(peak), np.inf, -np.inf)
     order = np.argsort(-bound, kind="stable")
-    order = order[np.isfinite(bound[order])]
+    order = order[bound[order] > -np.inf]  # recordings of fewer than 2 windows: no moments
     cap = per_recording or config.max_windows
-    tables: list[MomentTable] = []
+    tables = [moment_table([], np.empty(0, np.int64), snapshot.spec.hop_s, 1)]
     best: NDArray[np.float64] = np.empty(0)
     localised = 0
     hop = snapshot.spec.hop_s

@@ -460,7 +460,9 @@ class IndexWriter:
     # -- housekeeping
 
     def remove_orphan_segments(self) -> None:
-        """Delete segment files that no committed row names (a killed commit's leftovers)."""
+        """Delete segment files that no committed row names (a killed commit's leftovers),
+        and segments that no recording uses any more (a run killed before dropping them)."""
+        self._drop_unused_segments()
         known = {r["name"] for r in self.con.execute("SELECT name FROM segments")}
         folder = self.index.root / SEGMENTS
         for path in folder.iterdir():
