@@ -185,6 +185,51 @@ def test_indexing_one_folder_keeps_the_recordings_of_another(tmp_path: Path) -> 
     assert len({r.name for r in snap.recordings}) == 4
 
 
+def test_feature_folders_are_indexed_incrementally(tmp_path: Path) -> None:
+    from audiomoment.index.ingest import index_features
+
+    rng = np.random.default_rng(6)
+    clap = tmp_path / "FEATURES" / "clap"
+    clap.mkdir(parents=True)
+    feats = {f"v{i}": rng.normal(size=(3 + i, 1024)).astype(np.float32) for i in range(5)}
+    for vid, x in feats.items():
+        np.savez(clap / f"{vid}.npz", features=x)
+    (clap / "broken.npz").write_bytes(b"PK not a zip")
+    spec = ModelSpec(dim=1024)
+    db = tmp_path / "db"
+
+    def to_joint(x: np.ndarray) -> np.ndarray:
+        return unit(x).astype(np.float32)
+
+    report = index_features(tmp_path / "FEATURES", db, to_joint, spec, progress=False,
+                            durations_s={"v1": 3.5}, commit_every=2)
+    assert sorted(report.added) == sorted(feats)
+    assert [Path(s).name for s, _ in report.failed] == ["broken.npz"]
+    assert [Path(s).name for s, _ in ArchiveIndex(db).failures()] == ["broken.npz"]
+    snap = ArchiveIndex(db).snapshot()
+    assert len(snap.segments) == 3  # commits of two files at a time
+    for vid, x in feats.items():
+        rec = snap.recording(vid)
+        np.testing.assert_array_equal(snap.embeddings(rec), to_joint(x).astype(np.float16))
+        assert rec.duration_s == (3.5 if vid == "v1" else len(x)) and not rec.has_audio
+
+    # unchanged: nothing; one changed, one deleted, the broken one deleted
+    report = index_features(tmp_path / "FEATURES", db, to_joint, spec, progress=False)
+    assert (report.added, report.replaced, report.unchanged) == ([], [], 5)
+    new_v2 = rng.normal(size=(4, 1024)).astype(np.float32)
+    np.savez(clap / "v2.npz", features=new_v2)
+    (clap / "v4.npz").unlink()
+    (clap / "broken.npz").unlink()
+    report = index_features(tmp_path / "FEATURES", db, to_joint, spec, progress=False)
+    assert (report.replaced, report.removed, report.unchanged) == (["v2"], ["v4"], 3)
+    snap = ArchiveIndex(db).snapshot()
+    assert sorted(r.name for r in snap.recordings) == ["v0", "v1", "v2", "v3"]
+    np.testing.assert_array_equal(snap.embeddings(snap.recording("v2")),
+                                  to_joint(new_v2).astype(np.float16))
+    assert ArchiveIndex(db).failures() == []
+    assert segment_files(db) == set(snap.segments)
+
+
 # ------------------------------------------------------------------ kill and resume
 
 
@@ -701,6 +746,13 @@ def test_query_embedding_files(example_index: tuple[Path, PlantedArchive], tmp_p
     assert set(_distinct(moments)[:4]) == {"rec004", "rec005", "rec006", "rec007"}
     found = search_archive(ArchiveIndex(db).snapshot(), archive.directions[1], system=2, top=20)
     assert moments == [m.to_dict() for m in found.moments]
+    code, out, _ = run_cli(capsys, "search", "--db", db, "--query-embedding", good,
+                           "--system", "2", "--top", "3")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 4 and lines[0].startswith("'q.npy' (System 2; 12 ")
+    for rank, (line, m) in enumerate(zip(lines[1:], found.moments, strict=False), 1):
+        assert line.split()[:2] == [f"{rank}.", m.recording]
+        assert f"({m.start_s:g}-{m.end_s:g} s)" in line
 
     cases = {"short.npy": np.ones(23), "nan.npy": np.r_[np.nan, np.ones(23)],
              "zero.npy": np.zeros(24), "text.npy": np.array(["a"] * 24)}
