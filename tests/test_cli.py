@@ -324,7 +324,8 @@ def test_system1_neutral_from_the_checkpoint_text_encoder(tiny_dataset, tmp_path
 @pytest.fixture
 def small_castella(monkeypatch):
     """``SimulationConfig.castella_like`` at 2% of CASTELLA's size (11 recordings, 27
-    queries), so that the simulate and demo commands run in seconds."""
+    queries), so that the simulate and demo commands run in seconds (``castella_corpus``
+    builds on it, so the demo's corpus shrinks too)."""
     from audiomoment.testing.simulate import SimulationConfig
 
     original = SimulationConfig.__dict__["castella_like"].__func__
@@ -353,6 +354,8 @@ def test_simulate_command_writes_the_seeded_dataset(small_castella, tmp_path, ca
 
 
 def test_demo_equals_predict_and_evaluate_on_its_files(small_castella, tmp_path, capsys):
+    from audiomoment.pipelines.demo import CORPUS_COLUMNS
+
     out = tmp_path / "demo"
     options = ["--max-windows", "3", "--n-init", "2"]
     code, stdout, _ = run_cli(capsys, "demo", "--out", out, "--seed", "1", *options)
@@ -385,6 +388,14 @@ def test_demo_equals_predict_and_evaluate_on_its_files(small_castella, tmp_path,
         assert code == 0
         row = next(line for line in table.splitlines() if line.startswith(demo_file.stem))
         assert row.split()[1:] == demo_table[str(system)]
+    # the corpus table: one archive of the concept-sharing set, both systems, both rankings
+    corpus = json.loads((out / "corpus" / "corpus_metrics.json").read_text())
+    assert len(corpus["metrics"]) == 4 and "SIMULATED corpus: 11 recordings" in stdout
+    for name, row in corpus["metrics"].items():
+        assert row["queries"] == 27
+        assert row["R@1 IoU=0.5"] <= row["R@10 IoU=0.5"] <= row["R@100 IoU=0.5"] <= 100
+        shown = next(line for line in lines if line.startswith(name))
+        assert shown.split()[-6:] == [f"{row[c]:.2f}" for c in CORPUS_COLUMNS]
 
 
 def test_demo_names_where_its_windows_came_from(small_castella, tmp_path, capsys, monkeypatch):

@@ -171,7 +171,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from audiomoment.pipelines.demo import run_demo
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="audiomoment-demo-"))
-    print(run_demo(out, seed=args.seed, config=_config_from(args)))
+    print(run_demo(out, seed=args.seed, config=_config_from(args), corpus=not args.no_corpus))
     return 0
 
 
@@ -220,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="simulate a CASTELLA-sized set, run Systems 1 and 2, score")
     p.add_argument("--out", help="folder for the simulated data and predictions (default: temp)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-corpus", action="store_true",
+                   help="leave out the corpus table (searching a SIMULATED archive; minutes)")
     _add_localize_options(p)
     p.set_defaults(handler=_cmd_demo)
 
