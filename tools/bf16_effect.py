@@ -97,10 +97,11 @@ def metrics_effect(size: float, seeds: int) -> None:
     from dataclasses import replace
 
     from audiomoment.clap.checkpoint import load_projection_heads
-    from audiomoment.evaluation.metrics import HEADLINE_KEYS, evaluate, headline
+    from audiomoment.evaluation.metrics import HEADLINE_KEYS, evaluate
     from audiomoment.io.annotations import read_annotations
     from audiomoment.io.features import load_neutral_embedding
     from audiomoment.pipelines.dataset import predict_dataset
+    from audiomoment.reporting.text import headline
     from audiomoment.testing.simulate import SimulationConfig, simulate, write_dataset
 
     clean = simulate(SimulationConfig.castella_like(seed=0))
