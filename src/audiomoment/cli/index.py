@@ -255,7 +255,7 @@ def _model_for(args: argparse.Namespace, snapshot: Any, audio: bool, text: bool)
 def archive_search(args: argparse.Namespace) -> int:
     """``search ... --db INDEX``: every query against the whole index."""
     from audiomoment.config import LocalizeConfig
-    from audiomoment.index.search import search_archive
+    from audiomoment.index.search import archive_record, search_archive
     from audiomoment.index.store import ArchiveIndex
     from audiomoment.pipelines.search import clock
 
@@ -284,13 +284,3 @@ def archive_search(args: argparse.Namespace) -> int:
             print(f"{rank:3d}. {m.recording}  {clock(m.start_s, hours)}-{clock(m.end_s, hours)}  "
                   f"({m.start_s:g}-{m.end_s:g} s)  score {m.score:.3f}")
     return 0
-
-
-def archive_record(label: str, found: Any) -> dict[str, Any]:
-    """The JSON record of one archive search (the server returns the same)."""
-    return {
-        "query": label,
-        "system": found.system,
-        "ranking": found.ranking,
-        "moments": [m.to_dict() for m in found.moments],
-    }

@@ -307,3 +307,14 @@ def _rank(
         trace_mean=mu, trace_std=sigma,
         seconds={"localise": t2 - t1},
     )
+
+
+def archive_record(label: str, found: ArchiveSearch) -> dict[str, Any]:
+    """The JSON record of one archive search: what ``search --db --json`` prints and the
+    server's search returns."""
+    return {
+        "query": label,
+        "system": found.system,
+        "ranking": found.ranking,
+        "moments": [m.to_dict() for m in found.moments],
+    }

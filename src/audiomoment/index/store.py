@@ -221,6 +221,18 @@ class ArchiveIndex:
             con.close()
         return None if row is None else ModelSpec(**json.loads(row["value"]))
 
+    def generation(self) -> str:
+        """The committed state's generation (one small read of the manifest): equal to
+        ``snapshot().generation`` until the next commit changes the index."""
+        con = self._read()
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"{self.manifest}: unreadable index manifest ({exc})") from None
+        finally:
+            con.close()
+        return "0" if row is None else str(row["value"])
+
     def _read(self) -> sqlite3.Connection:
         if not self.manifest.is_file():
             raise InputError(f"{self.root}: not an audiomoment index (no {MANIFEST})")
