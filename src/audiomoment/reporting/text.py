@@ -29,7 +29,7 @@ def headline(metrics: Mapping) -> dict[str, float]:
 
 
 def _cell(value: Any) -> str:
-    return "-" if value is None else f"{value:.2f}"
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def format_table(rows: Mapping[str, Mapping]) -> str:
