@@ -53,21 +53,29 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from audiomoment.io.cache import default_cache_dir
     from audiomoment.io.predictions import write_predictions
     from audiomoment.io.run_settings import write_run_settings
-    from audiomoment.pipelines.dataset import MissingProjection, predict_dataset, run_settings
+    from audiomoment.pipelines.dataset import (
+        CheckpointHeads,
+        MissingProjection,
+        predict_dataset,
+        run_settings,
+    )
 
     config = _config_from(args)
     annotations = read_annotations(args.annotations)
     if not Path(args.features).is_dir():
         raise InputError(f"{args.features}: features folder not found")
-    heads = load_projection_heads(args.checkpoint) if args.checkpoint else None
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    store = cache is not None and not args.no_store
+    heads = None if not args.checkpoint else (
+        CheckpointHeads(args.checkpoint, cache) if store
+        else load_projection_heads(args.checkpoint))
     neutral, neutral_source = _neutral(args, cache)
     settings = run_settings(args.system, config, neutral_source=neutral_source,
                             checkpoint=args.checkpoint, cache_dir=cache)
     try:
         run = predict_dataset(
             annotations, args.features, system=args.system, heads=heads, neutral=neutral,
-            config=config, cache_dir=cache,
+            config=config, cache_dir=cache, feature_store=store,
         )
     except MissingProjection as exc:
         raise InputError(f"{exc}: pass --checkpoint CLAP_weights_2023.pth") from None
@@ -78,6 +86,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if run.n_fallback:
         print(f"note: {run.n_fallback} queries used the peak-centred fallback "
               f"({run.n_degenerate} of them had a constant trace)", file=sys.stderr)
+    for note in run.notes:
+        print(f"note: {note}", file=sys.stderr)
     if run.n_past_duration:
         print(f"note: {run.n_past_duration} recordings have more windows than their duration; "
               "windows were clipped to the duration", file=sys.stderr)
@@ -199,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="predictions JSON Lines file to write")
     p.add_argument("--cache-dir", help="projected-feature cache (default ~/.cache/audiomoment)")
     p.add_argument("--no-cache", action="store_true", help="do not cache projected features")
+    p.add_argument("--no-store", action="store_true", help="read every feature file instead "
+                   "of the feature store in the cache folder (same predictions, slower)")
     p.add_argument("--timings", action="store_true", help="print seconds per stage")
     _add_localize_options(p)
     p.set_defaults(handler=_cmd_predict)

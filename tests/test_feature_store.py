@@ -1,0 +1,416 @@
+"""The feature store: the same predictions as reading every feature file, a warm run that
+reads no file content, changed files picked up, interrupted ingests harmless, and a store
+that cannot be used replaced by the per-file path with a note."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audiomoment.clap.checkpoint import load_projection_heads
+from audiomoment.io import feature_store as fs
+from audiomoment.io.annotations import read_annotations
+from audiomoment.io.features import load_neutral_embedding
+from audiomoment.io.predictions import write_predictions
+from audiomoment.method.traces import l2_normalize, query_trace
+from audiomoment.pipelines import dataset as ds
+
+SYSTEMS = (1, 2, "window")
+
+
+def _age_files(root: Path, seconds: float = 3600.0) -> None:
+    """Set every file's mtime an hour back: the memo trusts it (not racy)."""
+    past = time.time() - seconds
+    for path in root.rglob("*.npz"):
+        os.utime(path, (past, past))
+
+
+def _predict(tiny: dict, system: int | str, cache: Path | None, store: bool = True,
+             heads: object | None = None) -> ds.PredictionRun:
+    rows = read_annotations(tiny["annotations"])
+    if heads is None:
+        heads = load_projection_heads(tiny["checkpoint"])
+    neutral = load_neutral_embedding(tiny["neutral"]) if system == 1 else None
+    return ds.predict_dataset(rows, tiny["features"], system=system, heads=heads,
+                              neutral=neutral, cache_dir=cache, progress=False,
+                              keep_results=True, feature_store=store)
+
+
+def _bytes(run: ds.PredictionRun, path: Path) -> bytes:
+    write_predictions(path, run.rows)
+    return path.read_bytes()
+
+
+def _store_root(cache: Path) -> Path:
+    roots = [p for p in (cache / fs.CACHE_SUBDIR).iterdir() if p.name != "heads"]
+    assert len(roots) == 1
+    return roots[0]
+
+
+def _n_rows(cache: Path) -> dict[str, int]:
+    snap = fs.FeatureStore(_store_root(cache)).snapshot()
+    return {kind: sum(k == kind for k, _ in snap.rows) for kind in (fs.AUDIO, fs.TEXT)}
+
+
+class _Counter:
+    """Wraps a function and records the positional arguments of each call."""
+
+    def __init__(self, fn):  # type: ignore[no-untyped-def]
+        self.fn = fn
+        self.calls: list[tuple] = []
+
+    def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls.append(args)
+        return self.fn(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Same bytes as the per-file path
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_store_predictions_are_the_per_file_bytes(
+    tiny_dataset: dict, tmp_path: Path, system: int | str
+) -> None:
+    reference = _predict(tiny_dataset, system, None)  # no cache: every file read, projected
+    per_file = _predict(tiny_dataset, system, tmp_path / "c1", store=False)
+    cold = _predict(tiny_dataset, system, tmp_path / "c2")
+    warm = _predict(tiny_dataset, system, tmp_path / "c2")
+    assert not cold.notes and not warm.notes
+    expected = _bytes(reference, tmp_path / "ref.jsonl")
+    assert expected.count(b"\n") == 3
+    for name, run in (("per_file", per_file), ("cold", cold), ("warm", warm)):
+        assert _bytes(run, tmp_path / f"{name}.jsonl") == expected, name
+        assert run.n_past_duration == reference.n_past_duration
+        for qid, res in reference.results.items():
+            assert run.results[qid].trace.tobytes() == res.trace.tobytes()
+    assert not (tmp_path / "c2" / "projected").exists()  # the store keeps its own rows
+
+
+@pytest.mark.parametrize("system", (1, 2))
+def test_store_traces_equal_query_trace_of_the_files(
+    tiny_dataset: dict, tmp_path: Path, system: int
+) -> None:
+    """Oracle: the traces of the store are query_trace of the files' projected arrays."""
+    from audiomoment.clap.projection import project
+
+    heads = load_projection_heads(tiny_dataset["checkpoint"])
+    neutral = load_neutral_embedding(tiny_dataset["neutral"])
+    n = l2_normalize(neutral) if system == 1 else None
+    _predict(tiny_dataset, system, tmp_path / "c")
+    run = _predict(tiny_dataset, system, tmp_path / "c")
+    feats = tiny_dataset["features"]
+    for row in tiny_dataset["rows"]:
+        audio = np.load(feats / "clap" / f"{row['vid']}.npz")["features"]
+        text = np.load(feats / "clap_text" / f"{row['qid']}.npz")["last_hidden_state"][-1]
+        a = l2_normalize(project(audio, heads["audio"]))
+        q = project(text, heads["text"])
+        expected = query_trace(a, q, n)
+        assert run.results[row["qid"]].trace.tobytes() == expected.tobytes()
+
+
+def test_joint_space_features_need_no_heads(tiny_dataset: dict, tmp_path: Path) -> None:
+    """1024-d features: the store is named 'joint' and gives the per-file bytes."""
+    from audiomoment.clap.projection import project
+
+    heads = load_projection_heads(tiny_dataset["checkpoint"])
+    feats = tiny_dataset["features"]
+    for path in (feats / "clap").glob("*.npz"):
+        x = np.load(path)["features"]
+        np.savez(path, features=project(x, heads["audio"], normalize=False))
+    for path in (feats / "clap_text").glob("*.npz"):
+        x = np.load(path)["last_hidden_state"][-1]
+        np.savez(path, last_hidden_state=project(x, heads["text"])[None])
+    rows = read_annotations(tiny_dataset["annotations"])
+    neutral = load_neutral_embedding(tiny_dataset["neutral"])
+    runs = [ds.predict_dataset(rows, feats, system=1, neutral=neutral, cache_dir=cache,
+                               progress=False, feature_store=store)
+            for cache, store in ((None, False), (tmp_path / "c", True), (tmp_path / "c", True))]
+    outs = [_bytes(r, tmp_path / f"{i}.jsonl") for i, r in enumerate(runs)]
+    assert outs[0] == outs[1] == outs[2]
+    assert (tmp_path / "c" / "store" / "joint" / fs.MANIFEST).is_file()
+
+
+def test_cli_store_and_no_store_write_the_same_file_and_warm_run_skips_torch(
+    tiny_dataset: dict, tmp_path: Path
+) -> None:
+    _age_files(tiny_dataset["features"])
+    base = [sys.executable, "-c",
+            "import sys; from audiomoment.cli import main; rc = main(sys.argv[1:]); "
+            "print('TORCH', 'torch' in sys.modules); sys.exit(rc)",
+            "predict", "--annotations", str(tiny_dataset["annotations"]),
+            "--features", str(tiny_dataset["features"]),
+            "--checkpoint", str(tiny_dataset["checkpoint"]),
+            "--neutral-embedding", str(tiny_dataset["neutral"]), "--system", "1",
+            "--cache-dir", str(tmp_path / "cache")]
+    outs = {}
+    for name, extra in (("files", ["--no-store"]), ("cold", []), ("warm", [])):
+        proc = subprocess.run([*base, "--out", str(tmp_path / f"{name}.jsonl"), *extra],
+                              capture_output=True, text=True, check=True)
+        outs[name] = (tmp_path / f"{name}.jsonl").read_bytes()
+        if name == "warm":
+            assert "TORCH False" in proc.stdout, proc.stdout
+        else:
+            assert "TORCH True" in proc.stdout
+    assert outs["files"] == outs["cold"] == outs["warm"]
+
+
+def test_checkpoint_heads_remember_their_digests(tiny_dataset: dict, tmp_path: Path) -> None:
+    heads = load_projection_heads(tiny_dataset["checkpoint"])
+    first = ds.CheckpointHeads(tiny_dataset["checkpoint"], tmp_path)
+    assert first.loaded  # no memo yet: read at once
+    second = ds.CheckpointHeads(tiny_dataset["checkpoint"], tmp_path)
+    assert not second.loaded
+    assert second.digest("audio") == ds.head_digest(heads["audio"])
+    assert second.digest("text") == ds.head_digest(heads["text"])
+    assert ds.feature_store_dir(tmp_path, second) == ds.feature_store_dir(tmp_path, heads)
+    np.testing.assert_array_equal(second["audio"].linear1, heads["audio"].linear1)
+    assert second.loaded
+    with pytest.raises(ds.InputError, match="checkpoint file not found"):
+        ds.CheckpointHeads(tmp_path / "missing.pth", tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The memo: what a run reads
+# ---------------------------------------------------------------------------------------------
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, _Counter]:
+    counters = {
+        "hash": _Counter(ds.file_sha256),
+        "audio": _Counter(ds.load_audio_features),
+        "text": _Counter(ds.load_query_features),
+    }
+    monkeypatch.setattr(ds, "file_sha256", counters["hash"])
+    monkeypatch.setattr(ds, "load_audio_features", counters["audio"])
+    monkeypatch.setattr(ds, "load_query_features", counters["text"])
+    return counters
+
+
+def test_warm_run_reads_no_feature_file(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _age_files(tiny_dataset["features"])
+    cache = tmp_path / "cache"
+    expected = _bytes(_predict(tiny_dataset, 1, cache), tmp_path / "a.jsonl")
+    counters = _count_reads(monkeypatch)
+    assert _bytes(_predict(tiny_dataset, 1, cache), tmp_path / "b.jsonl") == expected
+    assert {k: len(c.calls) for k, c in counters.items()} == {"hash": 0, "audio": 0, "text": 0}
+
+
+def test_recently_written_files_are_hashed_again(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files whose mtime is not at least RACY_NS before their hashing (here: in the
+    future) are not trusted by the memo: hashed again on every run (not re-read as
+    features) until a hashing sees an old enough mtime."""
+    cache = tmp_path / "cache"
+    _age_files(tiny_dataset["features"], -3600.0)  # an hour ahead of the clock
+    _predict(tiny_dataset, 2, cache)
+    counters = _count_reads(monkeypatch)
+    _predict(tiny_dataset, 2, cache)
+    assert len(counters["hash"].calls) == 5  # 2 recordings + 3 queries
+    assert not counters["audio"].calls and not counters["text"].calls
+    _age_files(tiny_dataset["features"])  # changed mtimes: hashed once more, then trusted
+    _predict(tiny_dataset, 2, cache)
+    assert len(counters["hash"].calls) == 10
+    _predict(tiny_dataset, 2, cache)
+    assert len(counters["hash"].calls) == 10
+    assert not counters["audio"].calls and not counters["text"].calls
+
+
+def test_changed_and_touched_files(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feats = tiny_dataset["features"]
+    _age_files(feats)
+    cache = tmp_path / "cache"
+    _predict(tiny_dataset, 1, cache)
+    assert _n_rows(cache) == {fs.AUDIO: 2, fs.TEXT: 3}
+    store = fs.FeatureStore(_store_root(cache))
+    rec_b = str((feats / "clap" / "rec_b.npz").resolve())
+    q1 = str((feats / "clap_text" / "q1.npz").resolve())
+    old_b, old_q1 = store.snapshot().memo[rec_b], store.snapshot().memo[q1]
+
+    # touched only: hashed again (same content), not read as features; the memo moves on
+    past = time.time() - 600
+    os.utime(rec_b, (past, past))
+    counters = _count_reads(monkeypatch)
+    run = _predict(tiny_dataset, 1, cache)
+    assert counters["hash"].calls == [(rec_b,)]
+    assert not counters["audio"].calls and not counters["text"].calls
+    assert _n_rows(cache) == {fs.AUDIO: 2, fs.TEXT: 3}
+    memo = store.snapshot().memo[rec_b]
+    assert memo[2] == old_b[2] and memo[1] == os.stat(rec_b).st_mtime_ns != old_b[1]
+    assert _bytes(run, tmp_path / "t.jsonl") == _bytes(
+        _predict(tiny_dataset, 1, None), tmp_path / "t_ref.jsonl")
+
+    # content changed: new rows under the new digest, predictions of the new content
+    x = np.load(rec_b)["features"]
+    np.savez(rec_b, features=x[::-1].copy())
+    hidden = np.load(q1)["last_hidden_state"]
+    np.savez(q1, last_hidden_state=-hidden)
+    _age_files(feats, 300)
+    monkeypatch.undo()
+    run = _predict(tiny_dataset, 1, cache)
+    assert _n_rows(cache) == {fs.AUDIO: 3, fs.TEXT: 4}
+    snap = store.snapshot()
+    assert snap.memo[rec_b][2] == fs.file_sha256(rec_b) != old_b[2]
+    assert snap.memo[q1][2] == fs.file_sha256(q1) != old_q1[2]
+    assert _bytes(run, tmp_path / "c.jsonl") == _bytes(
+        _predict(tiny_dataset, 1, None), tmp_path / "c_ref.jsonl")
+
+
+def test_identical_files_share_rows(tiny_dataset: dict, tmp_path: Path) -> None:
+    feats = tiny_dataset["features"]
+    (feats / "clap" / "rec_c.npz").write_bytes((feats / "clap" / "rec_a.npz").read_bytes())
+    (feats / "clap_text" / "q4.npz").write_bytes((feats / "clap_text" / "q1.npz").read_bytes())
+    rows = [*tiny_dataset["rows"], {"qid": "q4", "query": "a dog barks", "vid": "rec_c",
+                                    "duration": 50.0, "relevant_windows": [[10, 20]]}]
+    tiny_dataset["annotations"].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = _predict(tiny_dataset, 1, tmp_path / "cache")
+    assert _n_rows(tmp_path / "cache") == {fs.AUDIO: 2, fs.TEXT: 3}
+    assert run.results["q4"].trace.tobytes() == run.results["q1"].trace.tobytes()
+    assert _bytes(run, tmp_path / "a.jsonl") == _bytes(
+        _predict(tiny_dataset, 1, None), tmp_path / "b.jsonl")
+
+
+# ---------------------------------------------------------------------------------------------
+# Interrupted ingests and stores that cannot be used
+# ---------------------------------------------------------------------------------------------
+
+
+def test_ingest_interrupted_between_commits_keeps_a_usable_store(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _age_files(tiny_dataset["features"])
+    cache = tmp_path / "cache"
+    expected = _bytes(_predict(tiny_dataset, 1, None), tmp_path / "ref.jsonl")
+    monkeypatch.setattr(ds, "STORE_BATCH_ROWS", 1)  # commit after every recording
+    real = ds.recording_embeddings
+
+    def second_fails(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if "rec_b" in str(args[2]):
+            raise RuntimeError("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ds, "recording_embeddings", second_fails)
+    with pytest.raises(RuntimeError, match="killed"):
+        _predict(tiny_dataset, 1, cache)
+    assert _n_rows(cache) == {fs.AUDIO: 1, fs.TEXT: 0}  # rec_a committed, nothing partial
+    monkeypatch.setattr(ds, "recording_embeddings", real)
+    counters = _count_reads(monkeypatch)
+    assert _bytes(_predict(tiny_dataset, 1, cache), tmp_path / "a.jsonl") == expected
+    assert [vid for _, vid in counters["audio"].calls] == ["rec_b"]
+    assert _n_rows(cache) == {fs.AUDIO: 2, fs.TEXT: 3}
+
+
+def test_commit_interrupted_after_the_segment_leaves_no_trace(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    expected = _bytes(_predict(tiny_dataset, 2, None), tmp_path / "ref.jsonl")
+    real = fs.StoreWriter._write_segment
+
+    def write_then_die(self, name, kind, arrays):  # type: ignore[no-untyped-def]
+        real(self, name, kind, arrays)
+        raise RuntimeError("killed before the manifest commit")
+
+    monkeypatch.setattr(fs.StoreWriter, "_write_segment", write_then_die)
+    with pytest.raises(RuntimeError, match="killed"):
+        _predict(tiny_dataset, 2, cache)
+    root = _store_root(cache)
+    assert len(list((root / fs.SEGMENTS).glob("*.npy"))) == 1  # written, named by no row
+    (root / fs.SEGMENTS / ".audio-x.npy.tmp").write_bytes(b"partial")  # a killed write
+    assert fs.FeatureStore(root).snapshot().rows == {}
+    monkeypatch.undo()
+    assert _bytes(_predict(tiny_dataset, 2, cache), tmp_path / "a.jsonl") == expected
+    snap = fs.FeatureStore(root).snapshot()
+    on_disk = {p.name for p in (root / fs.SEGMENTS).iterdir()}
+    assert on_disk == {f"{loc.segment}.npy" for loc in snap.rows.values()}
+
+
+def test_read_only_cache_falls_back_to_the_files_with_a_note(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    expected = _bytes(_predict(tiny_dataset, 1, None), tmp_path / "ref.jsonl")
+    os.chmod(cache, 0o555)
+    try:
+        if os.geteuid() == 0:  # root writes anyway: refuse as a read-only folder would
+
+            def refuse(path: Path) -> None:
+                raise PermissionError(13, "Permission denied", str(path))
+
+            monkeypatch.setattr(fs, "_make_dirs", refuse)
+        heads = ds.CheckpointHeads(tiny_dataset["checkpoint"], cache)
+        run = _predict(tiny_dataset, 1, cache, heads=heads)
+    finally:
+        os.chmod(cache, 0o755)
+    assert _bytes(run, tmp_path / "a.jsonl") == expected
+    assert len(run.notes) == 1
+    assert "cannot write the feature store" in run.notes[0]
+    assert "read the feature files directly" in run.notes[0]
+    assert not (cache / "store" / "joint").exists()
+
+
+def test_another_writer_means_the_files_are_read(tiny_dataset: dict, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    heads = load_projection_heads(tiny_dataset["checkpoint"])
+    expected = _bytes(_predict(tiny_dataset, 2, None), tmp_path / "ref.jsonl")
+    with fs.FeatureStore(ds.feature_store_dir(cache, heads)).writer():
+        run = _predict(tiny_dataset, 2, cache, heads=heads)
+    assert _bytes(run, tmp_path / "a.jsonl") == expected
+    assert len(run.notes) == 1 and "another process is writing" in run.notes[0]
+    run = _predict(tiny_dataset, 2, cache, heads=heads)  # the lock is free again
+    assert not run.notes and _n_rows(cache) == {fs.AUDIO: 2, fs.TEXT: 3}
+
+
+def test_damaged_segment_falls_back_with_a_note(tiny_dataset: dict, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    expected = _bytes(_predict(tiny_dataset, 2, None), tmp_path / "ref.jsonl")
+    _predict(tiny_dataset, 2, cache)
+    for seg in (_store_root(cache) / fs.SEGMENTS).glob("audio-*.npy"):
+        seg.write_bytes(seg.read_bytes()[:200])
+    run = _predict(tiny_dataset, 2, cache)
+    assert _bytes(run, tmp_path / "a.jsonl") == expected
+    assert len(run.notes) == 1 and "feature-store segment" in run.notes[0]
+
+
+def test_writer_refuses_rows_of_the_wrong_type(tmp_path: Path) -> None:
+    with fs.FeatureStore(tmp_path / "s").writer() as w, pytest.raises(TypeError):
+        w.commit([("abc", np.zeros((2, 4), np.float32))], [], [])
+    assert fs.FeatureStore(tmp_path / "s").snapshot().rows == {}
+
+
+def test_snapshot_maps_rows_exactly(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    a1, a2 = rng.normal(size=(3, 8)), rng.normal(size=(5, 8))
+    t1 = rng.normal(size=8).astype(np.float32)
+    store = fs.FeatureStore(tmp_path / "s")
+    with store.writer() as w:
+        w.commit([("a1", a1)], [("t1", t1)], [(fs.FileStat("/x", 10, 5), "a1", 7)])
+        w.commit([("a2", a2)], [], [])
+    snap = store.snapshot()
+    assert snap.array(fs.AUDIO, "a1").tobytes() == a1.tobytes()
+    assert snap.array(fs.AUDIO, "a2").tobytes() == a2.tobytes()
+    assert snap.array(fs.TEXT, "t1").tobytes() == t1.tobytes()
+    assert snap.memo == {"/x": (10, 5, "a1", 7)}
+    # the memo: trusted only for the same size and mtime, hashed well after the mtime
+    with store.writer() as w:
+        w.commit([], [], [(fs.FileStat("/y", 10, 5), "a2", 5 + fs.RACY_NS)])
+    snap = store.snapshot()
+    assert snap.sha256(fs.FileStat("/y", 10, 5)) == "a2"
+    assert snap.sha256(fs.FileStat("/y", 10, 6)) is None
+    assert snap.sha256(fs.FileStat("/y", 11, 5)) is None
+    assert snap.sha256(fs.FileStat("/x", 10, 5)) is None  # hashed 2 ns after its mtime
+    assert snap.sha256(None) is None
