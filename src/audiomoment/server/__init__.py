@@ -1,0 +1,15 @@
+"""``audiomoment serve``: a local search page over an archive index, with a JSON API.
+
+* :mod:`audiomoment.server.config` — the server's settings and request limits;
+* :mod:`audiomoment.server.state` — the index (re-snapshotted when a commit changes it), the
+  query encoders (loaded on first use), the queries of recent searches, long-running work;
+* :mod:`audiomoment.server.audio` — WAV bytes of a moment, and a recording streamed as WAV
+  with byte ranges for the page's player;
+* :mod:`audiomoment.server.app` — the FastAPI application (API, page, limits, errors);
+* ``static/`` — the page (HTML, CSS, JavaScript), shipped with the package.
+"""
+
+from audiomoment.server.app import create_app
+from audiomoment.server.config import ServerConfig
+
+__all__ = ["ServerConfig", "create_app"]

@@ -1,0 +1,217 @@
+"""What the server holds between requests.
+
+* :class:`IndexState`: the index, read-only. Every request asks the manifest for its
+  generation (one small SQLite read) and takes a new :class:`Snapshot` when a commit of
+  ``audiomoment index`` changed it, so an index updated while the server runs is seen
+  without a restart, and each request works on one consistent state.
+* :class:`ClapQueryEncoder`: MS-CLAP 2023's text encoder and audio encoder, each loaded on
+  first use (the page shows the loading as it happens), checked against the checkpoint
+  digest the index records.
+* :class:`QueryStore`: the query vectors of recent searches by id, so that the page can ask
+  for a recording's trace of a query it searched with (an uploaded clip included).
+* :class:`Activity`: long work in progress (loading a model, searching), for the status
+  endpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from audiomoment.errors import InputError
+from audiomoment.index.store import ArchiveIndex, Snapshot
+from audiomoment.server.config import ServerConfig
+
+if TYPE_CHECKING:
+    from audiomoment.clap.model import ClapModel
+
+
+class Unavailable(Exception):
+    """A query encoder cannot be loaded (missing weights, offline, wrong checkpoint)."""
+
+
+class IndexState:
+    """The index behind the server: the latest committed snapshot, re-taken on change."""
+
+    def __init__(self, db: str | os.PathLike[str]) -> None:
+        self.index = ArchiveIndex(db)
+        self._snapshot: Snapshot | None = None
+        self._lock = threading.Lock()
+
+    def snapshot(self) -> Snapshot:
+        """The snapshot of the index's current generation (a new one after a commit)."""
+        generation = self.index.generation()
+        current = self._snapshot
+        if current is not None and current.generation == generation:
+            return current
+        with self._lock:
+            current = self._snapshot
+            if current is None or current.generation != generation:
+                current = self.index.snapshot()
+                self._snapshot = current
+            return current
+
+
+class Activity:
+    """Long work in progress, by label, for the page's progress line."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tasks: dict[int, tuple[str, float]] = {}
+        self._next = 0
+
+    @contextlib.contextmanager
+    def track(self, label: str) -> Iterator[None]:
+        with self._lock:
+            key = self._next
+            self._next += 1
+            self._tasks[key] = (label, time.monotonic())
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._tasks.pop(key, None)
+
+    def current(self) -> list[dict[str, Any]]:
+        """[{label, seconds}] of the work running now, oldest first."""
+        now = time.monotonic()
+        with self._lock:
+            return [{"label": label, "seconds": round(now - t0, 1)}
+                    for label, t0 in self._tasks.values()]
+
+
+class QueryStore:
+    """The last ``capacity`` query vectors by id (an id is a digest of the vector)."""
+
+    def __init__(self, capacity: int = 512) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
+
+    @staticmethod
+    def key(vector: NDArray[np.floating]) -> str:
+        data = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+        return hashlib.sha256(data).hexdigest()[:24]
+
+    def put(self, vector: NDArray[np.floating]) -> str:
+        """Remember a (dim,) query vector; returns its id."""
+        v = np.asarray(vector, dtype=np.float32).reshape(-1).copy()
+        key = self.key(v)
+        with self._lock:
+            self._items[key] = v
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return key
+
+    def get(self, key: str) -> NDArray[np.float32] | None:
+        with self._lock:
+            v = self._items.get(key)
+            if v is not None:
+                self._items.move_to_end(key)
+            return v
+
+
+class QueryEncoder(Protocol):
+    """Turns text or an example clip into joint-space query vectors."""
+
+    def text(self, texts: list[str], checkpoint_sha256: str | None) -> NDArray[np.float32]:
+        """(Q, dim) unit vectors of Q texts."""
+        ...
+
+    def clip(self, path: Path, start_s: float | None, end_s: float | None,
+             checkpoint_sha256: str | None) -> NDArray[np.float32]:
+        """(dim,) unit vector of an example clip (a part of it with start/end, seconds)."""
+        ...
+
+    def status(self) -> dict[str, str]:
+        """State of each encoder: "not loaded", "loading", "ready" or "failed: <why>"."""
+        ...
+
+
+class ClapQueryEncoder:
+    """MS-CLAP 2023's encoders for queries, each part loaded once on first use.
+
+    Text queries are remembered (the last ``text_cache`` of them). Both parts run one
+    request at a time (the CPU is shared with the search itself).
+    """
+
+    def __init__(self, config: ServerConfig, activity: Activity, text_cache: int = 256) -> None:
+        self.config = config
+        self.activity = activity
+        self._models: dict[str, ClapModel] = {}
+        self._state = {"text": "not loaded", "audio": "not loaded"}
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self._texts: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
+        self._text_cache = text_cache
+
+    def status(self) -> dict[str, str]:
+        return dict(self._state)
+
+    def _model(self, part: str, checkpoint_sha256: str | None) -> ClapModel:
+        from audiomoment.clap.model import load_clap
+
+        with self._load_lock:
+            model = self._models.get(part)
+            if model is None:
+                what = "text encoder (GPT-2)" if part == "text" else "audio encoder (HTS-AT)"
+                self._state[part] = "loading"
+                try:
+                    with self.activity.track(f"loading the {what}"):
+                        model = load_clap(
+                            self.config.checkpoint, self.config.tokenizer,
+                            audio=part == "audio", text=part == "text",
+                            threads=self.config.threads, device=self.config.device,
+                        )
+                        model.checkpoint_digest(self.config.cache_dir)
+                except InputError as exc:
+                    self._state[part] = f"failed: {exc}"
+                    raise Unavailable(str(exc)) from None
+                except Exception as exc:  # unreadable weights, no memory, ...
+                    self._state[part] = f"failed: {type(exc).__name__}: {exc}"
+                    raise Unavailable(f"cannot load the {what}: {exc}") from None
+                self._models[part] = model
+                self._state[part] = "ready"
+        digest = model.checkpoint_digest(self.config.cache_dir)
+        if checkpoint_sha256 is not None and digest != checkpoint_sha256:
+            raise Unavailable(
+                f"{model.checkpoint}: not the checkpoint this index was built with (sha256 "
+                f"{digest[:12]}... vs {checkpoint_sha256[:12]}...); start the server with "
+                "--checkpoint naming that file"
+            )
+        return model
+
+    def text(self, texts: list[str], checkpoint_sha256: str | None) -> NDArray[np.float32]:
+        from audiomoment.index.queries import text_queries
+
+        model = self._model("text", checkpoint_sha256)
+        with self._run_lock:
+            missing = [t for t in dict.fromkeys(texts) if t not in self._texts]
+            if missing:
+                with self.activity.track("encoding the text query"):
+                    vectors = text_queries(model, missing)
+                for t, v in zip(missing, vectors, strict=True):
+                    self._texts[t] = np.asarray(v, dtype=np.float32)
+            found = np.stack([self._texts[t] for t in texts])
+            while len(self._texts) > self._text_cache:
+                self._texts.popitem(last=False)
+        return found
+
+    def clip(self, path: Path, start_s: float | None, end_s: float | None,
+             checkpoint_sha256: str | None) -> NDArray[np.float32]:
+        from audiomoment.index.queries import clip_query
+
+        model = self._model("audio", checkpoint_sha256)
+        with self._run_lock, self.activity.track("encoding the example clip"):
+            return clip_query(model, path, start_s, end_s)
