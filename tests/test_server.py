@@ -523,6 +523,23 @@ def test_bind_address_and_warning(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert "not an audiomoment index" in capsys.readouterr().err
 
 
+def test_serve_command_binds_loopback_and_warns_wider(
+        archive: Archive, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    assert main(["serve", "--db", str(archive.db)]) == 0
+    err = capsys.readouterr().err
+    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8765
+    assert "warning" not in err and "http://127.0.0.1:8765/" in err
+    assert main(["serve", "--db", str(archive.db), "--host", "0.0.0.0", "--port", "9"]) == 0
+    err = capsys.readouterr().err
+    assert calls[-1]["host"] == "0.0.0.0" and calls[-1]["port"] == 9
+    assert "warning: listening on 0.0.0.0" in err and "no authentication" in err
+
+
 def _fingerprint(folder: Path) -> dict[str, tuple[int, int | None, str]]:
     """Size, modification time and digest of every file of an index. SQLite's shared-memory
     file (``-shm``: lock marks of the WAL journal, which readers map) is compared by size and
