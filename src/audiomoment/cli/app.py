@@ -246,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     from audiomoment.cli.index import add_index_command
 
     add_index_command(sub)
+    from audiomoment.cli.serve import add_serve_command
+
+    add_serve_command(sub)
     return parser
 
 
