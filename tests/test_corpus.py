@@ -125,9 +125,7 @@ def test_corpus_rankings_equal_the_archive_search(corpus, system: int) -> None:
                              queries_per_batch=7, progress=False)
     scores, _ = window_scores(snap, query_matrix(snap, queries, system))
     for j, row in enumerate(rows):
-        trace = scores[:, j].astype(np.float64)
-        if system == 1:
-            trace -= scores[:, -1]
+        trace = scores[:, j]  # q . a_t (System 2) or (q - n) . a_t (System 1)
         moments = all_moments(snap, trace, config)
         for ranking in ("calibrated", "report"):
             got = [(m.recording, m.start_s, m.end_s) for m in ranked[ranking][row["qid"]]]

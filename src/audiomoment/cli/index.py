@@ -15,11 +15,15 @@ from typing import Any
 
 from audiomoment.errors import InputError
 
+#: How to install the optional Ray extra (kept here: the parser must not import Ray).
+RAY_INSTALL = "pip install 'audiomoment[ray]'"
+
 INDEX_EXAMPLES = """examples:
   audiomoment index recordings/ more/field.flac --db archive.idx
   audiomoment index --features FEATURES --checkpoint CLAP_weights_2023.pth \\
       --annotations castella_test_release.jsonl --db castella.idx
   audiomoment index --db archive.idx --failures      # files that could not be read
+  audiomoment index recordings/ --db archive.idx --ray head-node:6379   # on a Ray cluster
 """
 
 
@@ -71,6 +75,9 @@ def _cmd_index(args: argparse.Namespace) -> int:
             "failed": [{"source": s, "reason": r} for s, r in report.failed],
             "recordings": len(snapshot), "hours": round(snapshot.hours, 4),
             "windows": snapshot.n_windows,
+            **({"workers": report.workers, "pieces": report.pieces,
+                "windows_per_s": round(report.windows_per_s, 2)}
+               if hasattr(report, "windows_per_s") else {}),
         }))
     else:
         print(f"{db}: {report.summary()}")
@@ -92,6 +99,8 @@ def _index_audio(args: argparse.Namespace, db: Path) -> Any:
             raise InputError(f"{p}: no such file or folder")
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.ray is not None:
+        return _index_audio_ray(args, db)
     cache = _cache(args)
     model = load_clap(args.checkpoint, args.tokenizer, audio=True, text=True,
                       precision="bfloat16" if args.bf16 else "float32", threads=args.threads,
@@ -100,6 +109,33 @@ def _index_audio(args: argparse.Namespace, db: Path) -> Any:
                                  batch_size=args.batch_size)
     neutral = neutral_from_model(model, cache)
     return index_audio(args.paths, db, embedder, progress=_progress(args), neutral=neutral)
+
+
+def _index_audio_ray(args: argparse.Namespace, db: Path) -> Any:
+    from audiomoment.index.distributed import ClapFactory, import_ray, index_audio_ray
+
+    import_ray()
+    if args.device != "cpu":
+        raise InputError("with --ray, workers get GPUs by --ray-gpus-per-worker, not --device")
+    if not args.ray_piece_s > 0:
+        raise InputError(f"--ray-piece-s must be > 0, got {args.ray_piece_s:g}")
+    from audiomoment.clap.model import load_clap
+    from audiomoment.io.audio import DEFAULT_WINDOWS
+    from audiomoment.pipelines.neutral import neutral_from_model
+
+    cache = _cache(args)
+    model = load_clap(args.checkpoint, args.tokenizer, audio=False, text=True,
+                      threads=args.threads)
+    factory = ClapFactory(str(model.checkpoint), _checkpoint_digest(model.checkpoint, cache),
+                          precision="bfloat16" if args.bf16 else "float32",
+                          threads=args.threads or max(1, round(args.ray_cpus_per_worker)),
+                          batch_size=args.batch_size)
+    return index_audio_ray(
+        args.paths, db, factory, args.ray or None, workers=args.ray_workers,
+        gpus_per_worker=args.ray_gpus_per_worker, cpus_per_worker=args.ray_cpus_per_worker,
+        piece_windows=max(1, round(args.ray_piece_s / DEFAULT_WINDOWS.hop_s)),
+        progress=_progress(args), neutral=neutral_from_model(model, cache),
+    )
 
 
 def _index_features(args: argparse.Namespace, db: Path) -> Any:
@@ -114,6 +150,8 @@ def _index_features(args: argparse.Namespace, db: Path) -> Any:
     features = Path(args.features)
     if not features.is_dir():
         raise InputError(f"{features}: features folder not found")
+    if args.ray is not None:
+        raise InputError("--ray embeds audio files; --features needs no encoding")
     cache = _cache(args)
     heads = load_projection_heads(args.checkpoint) if args.checkpoint else None
     digest = _checkpoint_digest(Path(args.checkpoint), cache) if args.checkpoint else None
@@ -172,6 +210,21 @@ def add_index_command(subparsers: argparse._SubParsersAction) -> None:
                    help="list the files that could not be indexed, and stop")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group(f"on a Ray cluster (needs {RAY_INSTALL})")
+    g.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="embed on the workers of a Ray cluster: ADDRESS of its head "
+                        "(host:6379, auto, ray://host:10001); without one: $RAY_ADDRESS, "
+                        "else a local cluster of this machine's cores")
+    g.add_argument("--ray-workers", type=int, help="workers, each with its own model "
+                   "(default: as many as the cluster's CPUs, or GPUs, allow)")
+    g.add_argument("--ray-gpus-per-worker", type=float, metavar="N",
+                   help="GPUs per worker, whole or fractional (default: 1 when the cluster "
+                        "has GPUs, else 0)")
+    g.add_argument("--ray-cpus-per-worker", type=float, default=1.0, metavar="N",
+                   help="CPUs per worker (default 1; its torch threads)")
+    g.add_argument("--ray-piece-s", type=float, default=600.0, metavar="SECONDS",
+                   help="long recordings are embedded in pieces this long, in parallel "
+                        "(default 600)")
     p.set_defaults(handler=_cmd_index)
 
 
@@ -257,7 +310,7 @@ def archive_search(args: argparse.Namespace) -> int:
     from audiomoment.config import LocalizeConfig
     from audiomoment.index.search import archive_record, search_archive
     from audiomoment.index.store import ArchiveIndex
-    from audiomoment.pipelines.search import clock
+    from audiomoment.method.frames import seconds_to_clock as clock
 
     if args.top < 1:
         raise InputError(f"--top must be >= 1, got {args.top}")

@@ -52,15 +52,15 @@ def _progress(args: argparse.Namespace) -> bool | None:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
+    _check_batch(args)
+    if args.db:  # before any model import: a search by embedding needs no torch
+        from audiomoment.cli.index import archive_search
+
+        return archive_search(args)
     from audiomoment.clap.model import load_clap
     from audiomoment.io.cache import default_cache_dir
     from audiomoment.pipelines.search import format_result, search_audio
 
-    _check_batch(args)
-    if args.db:
-        from audiomoment.cli.index import archive_search
-
-        return archive_search(args)
     if args.top < 1:
         raise InputError(f"--top must be >= 1, got {args.top}")
     if not args.audio or not args.query:

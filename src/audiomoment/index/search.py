@@ -101,8 +101,9 @@ def query_matrix(
     snapshot: Snapshot, queries: NDArray[np.floating], system: int,
     neutral: NDArray[np.floating] | None = None,
 ) -> NDArray[np.float32]:
-    """The vectors to score windows with: the Q queries, then (System 1) the neutral
-    embedding, all unit length: (Q, dim) or (Q + 1, dim) float32."""
+    """The vectors whose products with the windows are the traces, one per query (Q, dim):
+    System 2 the unit query q, System 1 q - n with n the unit neutral embedding (the
+    contrast trace (q - n) . a_t in one product per window)."""
     if system not in (1, 2):
         raise InputError(f"system must be 1 or 2, got {system!r}")
     q = np.atleast_2d(np.asarray(queries, dtype=np.float64))
@@ -118,7 +119,8 @@ def query_matrix(
                 f"{snapshot.root}: System 1 needs the neutral embedding, and this index has "
                 "none (index with the text encoder or a neutral embedding, or use System 2)"
             )
-        rows.append(_unit(neutral, "neutral embedding"))
+        n = _unit(neutral, "neutral embedding")
+        rows = [r - n for r in rows]
     return np.stack(rows).astype(np.float32)
 
 
@@ -245,12 +247,9 @@ def search_archive_many(
         t0 = time.perf_counter()
         vectors = query_matrix(snapshot, q[a : a + queries_per_pass], system, neutral)
         scores, starts = window_scores(snapshot, vectors)
-        n_q = len(vectors) - (1 if system == 1 else 0)
-        scan_s = (time.perf_counter() - t0) / n_q
-        for j in range(n_q):
-            trace = scores[:, j].astype(np.float64)
-            if system == 1:
-                trace -= scores[:, -1]
+        scan_s = (time.perf_counter() - t0) / len(vectors)
+        for j in range(len(vectors)):
+            trace = np.ascontiguousarray(scores[:, j])
             found = _rank(snapshot, trace, starts, top, config, ranking, per_recording)
             found.system = system
             found.seconds["scan"] = scan_s

@@ -51,3 +51,12 @@ def frames_covering(duration_s: float, hop_s: float) -> int:
     on it.
     """
     return int(np.ceil(duration_s / hop_s - BOUNDARY_SLACK))
+
+
+def seconds_to_clock(seconds: float, hours: bool = False) -> str:
+    """A time as M:SS.s, or H:MM:SS.s when ``hours`` (rounded to a tenth of a second)."""
+    tenths = round(float(seconds) * 10)
+    h, rest = divmod(tenths, 36000)
+    m, rest = divmod(rest, 600)
+    s = f"{rest // 10:02d}.{rest % 10}"
+    return f"{h}:{m:02d}:{s}" if hours or h else f"{m}:{s}"

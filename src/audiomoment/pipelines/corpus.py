@@ -95,9 +95,7 @@ def corpus_rankings(
             scores, starts = window_scores(snapshot, vectors)
             traces, stats = [], []
             for j in range(len(batch)):
-                trace = scores[:, j].astype(np.float64)
-                if system == 1:
-                    trace -= scores[:, -1]
+                trace = np.ascontiguousarray(scores[:, j])
                 stats.append((float(trace.mean()), float(trace.std()) or 1.0))
                 traces.extend(trace[starts[i] : starts[i + 1]] for i in usable)
             results = localize_traces(traces, [recs[i].duration_s for i in usable] * len(batch),

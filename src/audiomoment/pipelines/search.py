@@ -31,6 +31,7 @@ from audiomoment.io.cache import (
     load_cached_array,
     save_cached_array,
 )
+from audiomoment.method.frames import seconds_to_clock as clock
 from audiomoment.method.localize import LocalizationResult, localize
 from audiomoment.pipelines.neutral import neutral_from_model
 
@@ -71,15 +72,6 @@ class SearchResult:
             "fallback": bool(self.result.fallback),
             "delta": round(float(self.result.delta), 6),
         }
-
-
-def clock(seconds: float, hours: bool = False) -> str:
-    """A time as M:SS.s, or H:MM:SS.s when ``hours`` (rounded to a tenth of a second)."""
-    tenths = round(float(seconds) * 10)
-    h, rest = divmod(tenths, 36000)
-    m, rest = divmod(rest, 600)
-    s = f"{rest // 10:02d}.{rest % 10}"
-    return f"{h}:{m:02d}:{s}" if hours or h else f"{m}:{s}"
 
 
 def format_result(result: SearchResult) -> str:

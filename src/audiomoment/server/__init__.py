@@ -9,7 +9,16 @@
 * ``static/`` — the page (HTML, CSS, JavaScript), shipped with the package.
 """
 
-from audiomoment.server.app import create_app
+from typing import Any
+
 from audiomoment.server.config import ServerConfig
+
+
+def create_app(*args: Any, **kwargs: Any) -> Any:
+    """:func:`audiomoment.server.app.create_app` (imported on first use: the command line
+    imports :mod:`audiomoment.server.config` without FastAPI)."""
+    from audiomoment.server.app import create_app as create
+
+    return create(*args, **kwargs)
 
 __all__ = ["ServerConfig", "create_app"]

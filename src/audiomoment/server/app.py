@@ -311,9 +311,7 @@ def recording_trace(
                    {rec.segment: snapshot.segments[rec.segment]}, snapshot.vectors,
                    snapshot.generation)
     scores, _ = window_scores(one, vectors)
-    trace = scores[:, 0].astype(np.float64)
-    if system == 1:
-        trace -= scores[:, -1]
+    trace = np.ascontiguousarray(scores[:, 0])
     hop = snapshot.spec.hop_s
     out: dict[str, Any] = {
         "recording": recording_out(rec), "system": system, "hop_s": hop,
