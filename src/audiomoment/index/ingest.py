@@ -179,6 +179,36 @@ def _progress(total_hours: float, n_files: int, progress: bool | None):  # type:
                 "[{elapsed}<{remaining}] {postfix}", postfix=f"0/{n_files} files")
 
 
+def _begin_audio_run(
+    writer: IndexWriter,
+    files: Sequence[tuple[Path, str]],
+    roots: Sequence[str | os.PathLike[str]],
+    report: IngestReport,
+    neutral: NDArray[np.floating] | None,
+) -> _Plan:
+    """The first steps of indexing audio: store ``neutral``, drop the recordings and
+    failures whose file is gone, and plan what to embed (``report`` notes what was done)."""
+    if neutral is not None:
+        writer.set_vector("neutral", neutral)
+    report.removed = _stale(writer, files, roots)
+    writer.remove(report.removed)
+    writer.forget_failures(_gone_failures(writer, files, roots))
+    plan = _plan(writer, files)
+    report.unchanged = plan.unchanged
+    return plan
+
+
+def _named_todo(
+    writer: IndexWriter, plan: _Plan, durations: dict[Path, float]
+) -> list[tuple[Path, str, os.stat_result, str]]:
+    """The planned files that have a duration, each with the name it is indexed under."""
+    # a new file whose name another recording holds (the same relative path under a
+    # folder indexed earlier) is named by its full path: it must not replace that one
+    taken = writer.names()
+    return [(p, str(p) if not digest and name in taken else name, st, digest)
+            for p, name, st, digest in plan.todo if p in durations]
+
+
 def index_audio(
     roots: Sequence[str | os.PathLike[str]],
     db: str | os.PathLike[str],
@@ -197,24 +227,14 @@ def index_audio(
     files = find_files(roots, AUDIO_SUFFIXES)
     report = IngestReport()
     with ArchiveIndex(db).writer(embedder.spec) as writer:
-        if neutral is not None:
-            writer.set_vector("neutral", neutral)
-        report.removed = _stale(writer, files, roots)
-        writer.remove(report.removed)
-        writer.forget_failures(_gone_failures(writer, files, roots))
-        plan = _plan(writer, files)
-        report.unchanged = plan.unchanged
+        plan = _begin_audio_run(writer, files, roots, report, neutral)
         durations = {}
         for path, _, st, _ in plan.todo:
             try:
                 durations[path] = embedder.duration_s(path)
             except InputError as exc:
                 _fail(writer, report, path, st, str(exc))
-        # a new file whose name another recording holds (the same relative path under a
-        # folder indexed earlier) is named by its full path: it must not replace that one
-        taken = writer.names()
-        todo = [(p, str(p) if not digest and name in taken else name, st, digest)
-                for p, name, st, digest in plan.todo if p in durations]
+        todo = _named_todo(writer, plan, durations)
         with _progress(sum(durations.values()) / 3600, len(todo), progress) as bar:
             for k, (path, name, st, digest) in enumerate(todo, 1):
                 try:

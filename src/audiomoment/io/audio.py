@@ -198,3 +198,85 @@ def load_windows(
 ) -> NDArray[np.float32]:
     """All windows of a (short) recording at once: (T, window_samples) float32."""
     return np.concatenate(list(iter_windows(path, 64, config)))
+
+
+#: Containers whose decoder seeks to the exact sample (PCM and FLAC); any other file is
+#: decoded from its start when a range of its windows is asked for.
+_EXACT_SEEK = frozenset({"WAV", "WAVEX", "AIFF", "FLAC", "W64", "RF64", "CAF", "AU"})
+
+
+def iter_window_range(
+    path: str | os.PathLike[str],
+    first: int,
+    stop: int | None = None,
+    batch: int = 8,
+    config: WindowConfig = DEFAULT_WINDOWS,
+) -> Iterator[NDArray[np.float32]]:
+    """Windows ``first`` .. ``stop - 1`` of a recording (``stop`` None: to the end), in
+    batches (k, window_samples), k <= ``batch``, counted from ``first``.
+
+    Each window equals, bit for bit, the one :func:`iter_windows` gives at that index. A
+    file already at ``config.sr`` in a container that seeks exactly (WAV, FLAC, AIFF, ...)
+    is read from window ``first`` on; any other one is decoded and resampled from its start
+    (the resampler's output depends on everything before). A range past the end gives
+    nothing.
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if first < 0 or (stop is not None and stop < first):
+        raise ValueError(f"invalid window range [{first}, {stop})")
+    p = Path(path)
+    info = audio_info(p, config)
+    if info.sr == config.sr and info.format in _EXACT_SEEK:
+        windows = _seek_windows(p, first, stop, config)
+    else:
+        windows = _skip_windows(p, first, stop, config)
+    ready: list[NDArray[np.float32]] = []
+    for w in windows:
+        ready.append(w)
+        if len(ready) == batch:
+            yield np.stack(ready)
+            ready = []
+    if ready:
+        yield np.stack(ready)
+
+
+def _seek_windows(
+    path: Path, first: int, stop: int | None, config: WindowConfig
+) -> Iterator[NDArray[np.float32]]:
+    size, hop = config.window_samples, config.hop_samples
+    per_read = max(1, round(config.block_s * config.sr) // hop)
+    t = first
+    with _open(path) as f:
+        while stop is None or t < stop:
+            n = per_read if stop is None else min(per_read, stop - t)
+            if t * hop >= f.frames:
+                return
+            try:
+                f.seek(t * hop)
+                data = f.read((n - 1) * hop + size, dtype="float32", always_2d=True)
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                raise InputError(f"{path}: cannot decode audio ({reason})") from None
+            if not np.isfinite(data).all():  # float formats can store NaN and inf
+                raise InputError(f"{path}: the audio contains NaN or infinite samples")
+            mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+            got = min(n, config.n_windows(mono.size))
+            for i in range(got):
+                yield mono[i * hop : i * hop + size]
+            if got < n:
+                return
+            t += n
+
+
+def _skip_windows(
+    path: Path, first: int, stop: int | None, config: WindowConfig
+) -> Iterator[NDArray[np.float32]]:
+    t = 0
+    for block in iter_windows(path, 64, config):
+        for w in block:
+            if stop is not None and t >= stop:
+                return
+            if t >= first:
+                yield w
+            t += 1
