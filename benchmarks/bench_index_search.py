@@ -384,10 +384,7 @@ def stage_times(snapshot: Snapshot, query: NDArray[np.float32], system: int,
     scores, starts = window_scores(snapshot, vectors)
 
     def trace() -> NDArray[np.float64]:
-        t = scores[:, 0].astype(np.float64)
-        if system == 1:
-            t -= scores[:, -1]
-        return t
+        return scores[:, 0].copy()  # q . a_t, or (q - n) . a_t for System 1
 
     tr_s, _ = median_time(trace, repeats)
     tr = trace()
@@ -435,7 +432,7 @@ def float16_effect(hours: float, seed: int, queries: Sequence[tuple[str, NDArray
                 traces = []
                 for snap in (f16, f32):
                     s, _ = window_scores(snap, query_matrix(snap, q[None, :], system))
-                    traces.append(s[:, 0].astype(np.float64) - (s[:, 1] if system == 1 else 0))
+                    traces.append(s[:, 0])  # q . a_t, or (q - n) . a_t for System 1
                 trace_diff = max(trace_diff, float(np.abs(traces[0] - traces[1]).max()))
                 exact = exact_trace(f16, query_matrix(f16, q[None, :], system), system)
                 stored_diff = max(stored_diff, float(np.abs(exact - traces[1]).max()))
@@ -454,7 +451,7 @@ def exact_trace(snapshot: Snapshot, vectors: NDArray[np.float32], system: int,
         emb = snapshot.embeddings(rec)
         for a in range(0, len(emb), rows):
             s = np.asarray(emb[a : a + rows], dtype=np.float64) @ v
-            parts.append(s[:, 0] - (s[:, 1] if system == 1 else 0.0))
+            parts.append(s[:, 0])
     return np.concatenate(parts)
 
 
