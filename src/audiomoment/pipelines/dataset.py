@@ -245,16 +245,13 @@ def recording_embeddings(
     path: Path,
     head: ProjectionHead | None,
     cache: Path | None,
-    *,
-    write_cache: bool = True,
 ) -> NDArray[np.float32]:
     """(T, 1024) joint-space window embeddings of one recording (not normalised).
 
     ``features``: (T, D) as read from ``path``, whose bytes ``raw`` key the cache; D = 1024
     is returned as is, D = 768 is projected with the audio ``head``. ``cache``: folder of
     projected recordings (:func:`projection_cache`; None: project every time). A damaged
-    cache entry is recomputed; one that cannot be written is skipped. ``write_cache``:
-    False only reads the cache (the feature store keeps its own copy of the rows).
+    cache entry is recomputed; one that cannot be written is skipped.
     """
     if features.shape[1] != ENCODER_DIM:
         return features
@@ -269,8 +266,7 @@ def recording_embeddings(
     joint = load_cached_array(cached, (features.shape[0], head.out_dim))
     if joint is None:
         joint = project(features, head)
-        if write_cache:
-            save_cached_array(cached, joint)
+        save_cached_array(cached, joint)
     return joint
 
 
@@ -515,7 +511,7 @@ def _ingest(
                 proj["audio"] = projection_cache(cache_dir, audio_head)
             joint = recording_embeddings(
                 features, raw, audio_features_path(features_dir, vid), audio_head,
-                proj.get("audio"), write_cache=False,
+                proj.get("audio"),
             )
             rows = l2_normalize(np.atleast_2d(l2_normalize(joint)))
             ingest.add(apath, AUDIO, hashlib.sha256(raw).hexdigest(), rows)
