@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from audiomoment.errors import InputError
 from audiomoment.index.store import ArchiveIndex, IndexWriter, ModelSpec, NewRecording
+from audiomoment.io.cache import file_digest as sha256_file
 
 #: File name endings read as audio (what libsndfile decodes).
 AUDIO_SUFFIXES = frozenset(
@@ -65,14 +66,6 @@ class IngestReport:
         if self.failed:
             parts.append(f"{len(self.failed)} unreadable (skipped)")
         return ", ".join(parts) + f"; {self.windows} windows embedded in {self.seconds:.1f} s"
-
-
-def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_bytes):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def find_files(
