@@ -62,6 +62,12 @@ def run_report_command(*argv: object) -> int:
 
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> dict:
+    """Two recordings, three queries, 768-d features, projection heads, a neutral vector
+    (:func:`make_tiny_dataset` in ``tmp_path``)."""
+    return make_tiny_dataset(tmp_path)
+
+
+def make_tiny_dataset(tmp_path: Path) -> dict:
     """Two recordings, three queries, 768-d features, projection heads, a neutral vector.
 
     Events are planted so the answer is known: the query of q1 points at frames 10..19 of

@@ -8,6 +8,7 @@ only the two projection heads (:func:`head_state`, :func:`save_checkpoint`).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from audiomoment.clap.keys import HEAD_KEYS, MODALITIES, Modality, head_prefix
+from audiomoment.clap.weights import check_tensor
 from audiomoment.errors import InputError
 
 ENCODER_DIM = 768
@@ -58,10 +60,12 @@ def load_state_dict(path: str | os.PathLike[str]) -> Mapping[str, Any]:
     if not p.is_file():
         raise InputError(f"{p}: checkpoint file not found")
     try:
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
-            obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. a pickle protocol torch did not write
+            warnings.simplefilter("ignore")
+            try:
+                obj = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
+                obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise InputError(f"{p}: not a readable torch checkpoint ({type(exc).__name__})") from None
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
@@ -79,6 +83,8 @@ def head_from_state(
     missing = [prefix + k for k in HEAD_KEYS if prefix + k not in state]
     if missing:
         raise InputError(f"{source}: missing key {missing[0]} (not an MS-CLAP 2023 checkpoint?)")
+    for k in HEAD_KEYS:
+        check_tensor(state[prefix + k], prefix + k, source)
     arrays = [np.asarray(state[prefix + k].detach().cpu().float().numpy()) for k in HEAD_KEYS]
     w1, w2, g, b = arrays
     out_dim = w1.shape[0] if w1.ndim == 2 else -1

@@ -167,9 +167,27 @@ def load_into(module: Any, tensors: Mapping[str, Any], source: str, assign: bool
     }
     own = module.state_dict()
     for key, value in converted.items():
+        check_tensor(value, key, source, floating=own[key].is_floating_point())
         if tuple(value.shape) != tuple(own[key].shape):
             raise InputError(
                 f"{source}: tensor {key} has shape {tuple(value.shape)}, "
                 f"expected {tuple(own[key].shape)} (not an MS-CLAP 2023 checkpoint?)"
             )
     module.load_state_dict(converted, strict=True, assign=assign)
+
+
+def check_tensor(value: Any, key: str, source: str, floating: bool = True) -> None:
+    """Refuse a checkpoint entry that is not a tensor, or (``floating``) does not hold
+    finite floating-point numbers: :class:`InputError` naming ``source`` and ``key``."""
+    import torch
+
+    if not torch.is_tensor(value):
+        raise InputError(f"{source}: {key} is not a tensor (got {type(value).__name__}); "
+                         "not an MS-CLAP 2023 checkpoint")
+    if not floating:
+        return
+    if not value.is_floating_point():
+        raise InputError(f"{source}: tensor {key} holds {value.dtype}, expected floating-point "
+                         "weights (not an MS-CLAP 2023 checkpoint?)")
+    if not bool(torch.isfinite(value).all()):
+        raise InputError(f"{source}: tensor {key} contains NaN or infinite values")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audiomoment.config import LocalizeConfig
-from audiomoment.errors import InputError
+from audiomoment.errors import InputError, one_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,7 +50,8 @@ def _add_localize_options(p: argparse.ArgumentParser) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from audiomoment.clap.checkpoint import load_projection_heads
     from audiomoment.io.annotations import read_annotations
-    from audiomoment.io.cache import default_cache_dir
+    from audiomoment.io.atomic import together
+    from audiomoment.io.cache import default_cache_dir, usable_cache_dir
     from audiomoment.io.predictions import write_predictions
     from audiomoment.io.run_settings import write_run_settings
     from audiomoment.pipelines.dataset import (
@@ -64,7 +65,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     annotations = read_annotations(args.annotations)
     if not Path(args.features).is_dir():
         raise InputError(f"{args.features}: features folder not found")
-    cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    cache = usable_cache_dir(None if args.no_cache else (args.cache_dir or default_cache_dir()),
+                             lambda message: print(f"note: {message}", file=sys.stderr))
     store = cache is not None and not args.no_store
     heads = None if not args.checkpoint else (
         CheckpointHeads(args.checkpoint, cache) if store
@@ -79,8 +81,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         )
     except MissingProjection as exc:
         raise InputError(f"{exc}: pass --checkpoint CLAP_weights_2023.pth") from None
-    write_predictions(args.out, run.rows)
-    settings_file = write_run_settings(args.out, settings)
+    with together():  # both files, or neither
+        write_predictions(args.out, run.rows)
+        settings_file = write_run_settings(args.out, settings)
     print(f"wrote {len(run.rows)} predictions to {args.out} "
           f"(System {args.system}, engine {config.engine}; settings in {settings_file.name})")
     if run.n_fallback:
@@ -258,10 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except InputError as exc:
-        print(f"audiomoment: error: {exc}", file=sys.stderr)
+        print(f"audiomoment: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. an output folder that cannot be written
-        print(f"audiomoment: error: {exc}", file=sys.stderr)
+        print(f"audiomoment: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("audiomoment: interrupted", file=sys.stderr)

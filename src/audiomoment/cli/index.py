@@ -28,9 +28,11 @@ INDEX_EXAMPLES = """examples:
 
 
 def _cache(args: argparse.Namespace) -> Path | None:
-    from audiomoment.io.cache import default_cache_dir
+    from audiomoment.io.cache import default_cache_dir, usable_cache_dir
 
-    return None if getattr(args, "no_cache", False) else (args.cache_dir or default_cache_dir())
+    return usable_cache_dir(
+        None if getattr(args, "no_cache", False) else (args.cache_dir or default_cache_dir()),
+        lambda message: print(f"note: {message}", file=sys.stderr))
 
 
 def _progress(args: argparse.Namespace) -> bool | None:

@@ -47,6 +47,10 @@ def _check_batch(args: argparse.Namespace) -> None:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
 
 
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
 def _progress(args: argparse.Namespace) -> bool | None:
     return False if args.no_progress else None
 
@@ -58,7 +62,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
         return archive_search(args)
     from audiomoment.clap.model import load_clap
-    from audiomoment.io.cache import default_cache_dir
+    from audiomoment.io.cache import default_cache_dir, usable_cache_dir
     from audiomoment.pipelines.search import format_result, search_audio
 
     if args.top < 1:
@@ -74,7 +78,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     model = load_clap(args.checkpoint, args.tokenizer,
                       precision="bfloat16" if args.bf16 else "float32", threads=args.threads,
                       device=args.device)
-    cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    cache = usable_cache_dir(None if args.no_cache else (args.cache_dir or default_cache_dir()),
+                             _note)
     try:
         config = LocalizeConfig(max_windows=args.top, engine=args.engine)
     except ValueError as exc:
@@ -96,7 +101,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 def _cmd_extract(args: argparse.Namespace) -> int:
     from audiomoment.clap.model import load_clap
-    from audiomoment.io.cache import default_cache_dir
+    from audiomoment.io.cache import default_cache_dir, usable_cache_dir
     from audiomoment.io.features import AUDIO_DIR, TEXT_DIR
     from audiomoment.pipelines.extract import (
         NEUTRAL_FILE,
@@ -132,7 +137,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
                                          batch_size=args.batch_size, progress=progress)
         print(f"wrote {len(written)} audio feature file(s) to {out / AUDIO_DIR}")
     if args.annotations:
-        cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
+        cache = usable_cache_dir(
+            None if args.no_cache else (args.cache_dir or default_cache_dir()), _note)
         written = extract_text_features(args.annotations, out, model=model,
                                         progress=progress, cache_dir=cache)
         print(f"wrote {len(written) - 1} text feature file(s) to {out / TEXT_DIR} "

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from audiomoment.errors import InputError
-from audiomoment.io.validation import finite_number
+from audiomoment.io.validation import file_name_problem, finite_number
 
 
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
@@ -26,14 +26,21 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
     if not p.is_file():
         raise InputError(f"{p}: file not found")
     seen_any = False
-    with open(p, encoding="utf-8") as handle:
+    # bytes that are not UTF-8 become lone surrogates, found line by line below
+    with open(p, encoding="utf-8", errors="surrogateescape") as handle:
         for number, line in enumerate(handle, start=1):
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputError(f"{p}:{number}: not UTF-8 text") from None
             if not line.strip():
                 continue
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{p}:{number}: not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise InputError(f"{p}:{number}: not valid JSON (nested too deeply)") from None
             seen_any = True
             yield number, value
     if not seen_any:
@@ -83,6 +90,9 @@ def read_annotations(path: str | os.PathLike[str], require_windows: bool = False
             raise InputError(f"{where}: query must be a non-empty string")
         if not isinstance(row["vid"], str) or not row["vid"]:
             raise InputError(f"{where}: vid must be a non-empty string")
+        for field in ("qid", "vid"):  # each names a feature file
+            if problem := file_name_problem(str(row[field])):
+                raise InputError(f"{where}: {field} {row[field]!r} {problem}")
         duration = finite_number(row["duration"])
         if duration is None or duration <= 0:
             raise InputError(

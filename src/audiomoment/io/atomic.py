@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO
 
@@ -18,11 +19,17 @@ def _umask() -> int:
     return mask
 
 
+#: Renames held back by :func:`together` (temporary file, target), or None outside it.
+_held: ContextVar[list[tuple[Path, Path]] | None] = ContextVar("_held", default=None)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched; an
+    ``OSError`` that names no file (a full disk: ENOSPC) is raised again naming ``path``.
+    Inside :func:`together` the rename waits for the end of that block.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -34,10 +41,44 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp's 0600 -> the usual file mode
-        os.replace(tmp_path, target)
+        held = _held.get()
+        if held is None:
+            os.replace(tmp_path, target)
+        else:
+            held.append((tmp_path, target))
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def together() -> Iterator[None]:
+    """Files written atomically inside the block replace their targets only when every one
+    of them has been written: a failure (a full disk, an error) leaves all the targets as
+    they were, so files that belong together (predictions and their run settings) never
+    mix two runs."""
+    held: list[tuple[Path, Path]] = []
+    token = _held.set(held)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in held:
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        _held.reset(token)
+    for k, (tmp, target) in enumerate(held):
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            for rest, _ in held[k:]:
+                rest.unlink(missing_ok=True)
+            raise
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -146,6 +146,8 @@ def stream_samples(
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 raise InputError(f"{p}: cannot decode audio ({reason})") from None
+            if not np.isfinite(data).all():  # float formats can store NaN and inf
+                raise InputError(f"{p}: the audio contains NaN or infinite samples")
             last = data.shape[0] < block
             mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
             mono = np.ascontiguousarray(mono, dtype=np.float32)

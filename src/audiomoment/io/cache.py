@@ -11,6 +11,8 @@ import contextlib
 import hashlib
 import json
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,29 @@ def default_cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "audiomoment"
+
+
+def usable_cache_dir(
+    cache_dir: str | os.PathLike[str] | None, note: Callable[[str], None] | None = None
+) -> Path | None:
+    """``cache_dir`` when a file can be created in it (the folder is made when missing),
+    else None after telling ``note`` why: a cache folder that cannot be written (read-only,
+    full, a file in its place) means running without a cache, never an error."""
+    if cache_dir is None:
+        return None
+    folder = Path(cache_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        if note is not None:
+            reason = exc.strerror or type(exc).__name__
+            note(f"cache folder {folder} cannot be written ({reason}); running without a "
+                 "cache")
+        return None
+    return folder
 
 
 def content_key(*parts: Any, length: int = 24) -> str:
@@ -86,7 +111,7 @@ def cached_file_digest(
         try:
             loaded = json.loads(store.read_text(encoding="utf-8"))
             table = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             table = {}
         if isinstance(table.get(ident), str):
             return table[ident]

@@ -103,10 +103,17 @@ def load_neutral_embedding(path: str | os.PathLike[str]) -> NDArray[np.float64]:
     if not p.is_file():
         raise InputError(f"{p}: neutral embedding file not found")
     try:
-        arr = np.load(p, allow_pickle=False)
+        loaded = np.load(p, allow_pickle=False)
     except Exception as exc:
         raise InputError(f"{p}: not a readable .npy file ({type(exc).__name__})") from None
-    arr = np.asarray(arr, dtype=np.float64).reshape(-1)
+    if not isinstance(loaded, np.ndarray):  # an .npz archive
+        loaded.close()
+        raise InputError(f"{p}: not an .npy file (an .npz archive of several arrays)")
+    kind = loaded.dtype
+    if not np.issubdtype(kind, np.number) or np.issubdtype(kind, np.complexfloating):
+        raise InputError(f"{p}: the neutral embedding must hold real numbers, got dtype "
+                         f"{loaded.dtype}")
+    arr = np.asarray(loaded, dtype=np.float64).reshape(-1)
     if arr.shape[0] != JOINT_DIM:
         raise InputError(
             f"{p}: expected a {JOINT_DIM}-d vector in the joint space, got {arr.size} values"

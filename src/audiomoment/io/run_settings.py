@@ -116,7 +116,7 @@ def read_run_settings(predictions_path: str | os.PathLike[str]) -> RunSettings |
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InputError(f"{path}: not readable JSON ({type(exc).__name__})") from None
     return RunSettings.from_json(data, str(path))
 

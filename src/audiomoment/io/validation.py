@@ -25,3 +25,16 @@ def finite_number(value: Any) -> float | None:
 def is_finite_number(value: Any) -> bool:
     """True when ``value`` is a finite int or float (not a bool)."""
     return finite_number(value) is not None
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be the stem of a file inside a folder (``<folder>/<name>.npz``),
+    or None: it is empty, ``.`` or ``..``, or holds ``/`` or a NUL character (a qid or vid
+    that would reach outside its folder, or that no file system accepts)."""
+    if name in ("", ".", ".."):
+        return "is not a usable file name"
+    if "/" in name:
+        return "contains '/'"
+    if "\x00" in name:
+        return "contains a NUL character"
+    return None

@@ -59,10 +59,23 @@ def query_trace(
     return contrast_trace(audio_emb, query_emb, neutral_emb)
 
 
+#: Largest magnitude a trace value may have. Traces of embeddings lie in [-2, 2]; far
+#: beyond this bound the mixture's squared deviations and their sums overflow float64.
+MAX_TRACE_MAGNITUDE = 1e100
+
+
+def _too_large(block: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Rows of a finite (N, T) block (or one (T,) trace) with a value beyond
+    :data:`MAX_TRACE_MAGNITUDE` (reductions only: no temporary copy of the block)."""
+    return (block.max(axis=-1) > MAX_TRACE_MAGNITUDE) | (
+        block.min(axis=-1) < -MAX_TRACE_MAGNITUDE)
+
+
 def check_traces(
     traces: Sequence[ArrayLike] | NDArray[np.float64],
 ) -> list[NDArray[np.float64]] | NDArray[np.float64]:
-    """The traces as float64, checked: each 1-D, at least 2 frames, every value finite.
+    """The traces as float64, checked: each 1-D, at least 2 frames, every value finite and
+    at most :data:`MAX_TRACE_MAGNITUDE` in magnitude.
 
     ``traces``: N arrays (T_i,), or one (N, T) array of equal-length traces (returned as
     one (N, T) float64 array; anything else comes back as a list of N arrays (T_i,)).
@@ -75,6 +88,9 @@ def check_traces(
         bad = np.flatnonzero(~np.isfinite(block).all(axis=1))
         if len(bad):
             raise InputError(f"trace {bad[0]}: contains NaN or infinite values")
+        huge = np.flatnonzero(_too_large(block))
+        if len(huge):
+            raise InputError(f"trace {huge[0]}: {_magnitude_problem(block[huge[0]])}")
         return block
     arrays = [np.asarray(t, dtype=np.float64) for t in traces]
     for i, trace in enumerate(arrays):
@@ -84,4 +100,11 @@ def check_traces(
             raise InputError(f"trace {i}: needs at least 2 frames, got {trace.shape[0]}")
         if not np.isfinite(trace).all():
             raise InputError(f"trace {i}: contains NaN or infinite values")
+        if _too_large(trace):
+            raise InputError(f"trace {i}: {_magnitude_problem(trace)}")
     return arrays
+
+
+def _magnitude_problem(trace: NDArray[np.float64]) -> str:
+    return (f"values up to {np.abs(trace).max():.3g} in magnitude; a trace must stay within "
+            f"+-{MAX_TRACE_MAGNITUDE:g} (similarities lie in [-2, 2])")

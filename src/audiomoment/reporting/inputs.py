@@ -173,6 +173,8 @@ def read_metrics_file(path: str | Path) -> dict[str, Any]:
         metrics = json.loads(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{p}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InputError(f"{p}: not valid JSON (nested too deeply)") from None
     if not isinstance(metrics, dict):
         raise InputError(f"{p}: expected a JSON object of metrics")
     return metrics

@@ -479,7 +479,7 @@ def read_authors(path: str | os.PathLike[str]) -> list[Author]:
         raise InputError(f"{p}: authors file not found")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
         raise InputError(f"{p}: not valid YAML ({type(exc).__name__})") from None
     if isinstance(data, Mapping):
         data = data.get("authors")

@@ -159,7 +159,7 @@ def is_simulated_dataset(annotations_path: str | os.PathLike[str]) -> bool:
         return False
     try:
         return bool(json.loads(marker.read_text(encoding="utf-8")).get("simulated", False))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
 
 
