@@ -198,7 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"audiomoment {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("predict", help="run System 1 or 2 over a dataset in the lighthouse layout")
+    p = sub.add_parser(
+        "predict", help="run System 1 or 2 over a dataset in the lighthouse layout",
+        epilog="example:\n  audiomoment predict --annotations castella_test_release.jsonl "
+               "--features FEATURES --checkpoint CLAP_weights_2023.pth --system 1 "
+               "--out system1.jsonl", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--annotations", required=True, help="annotation JSON Lines file")
     p.add_argument("--features", required=True, help="folder holding clap/ and clap_text/")
     p.add_argument("--checkpoint", help="CLAP_weights_2023.pth (needed for 768-d features)")
@@ -218,13 +222,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_localize_options(p)
     p.set_defaults(handler=_cmd_predict)
 
-    p = sub.add_parser("evaluate", help="standard moment-retrieval metrics of a predictions file")
+    p = sub.add_parser(
+        "evaluate", help="standard moment-retrieval metrics of a predictions file",
+        epilog="example:\n  audiomoment evaluate --annotations castella_test_release.jsonl "
+               "--predictions system1.jsonl --json metrics.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--annotations", required=True, help="annotation JSON Lines with windows")
     p.add_argument("--predictions", required=True, help="predictions JSON Lines")
     p.add_argument("--json", help="write all metrics as JSON (standard evaluation layout)")
     p.set_defaults(handler=_cmd_evaluate)
 
-    p = sub.add_parser("simulate", help="write a SIMULATED dataset in the lighthouse layout")
+    p = sub.add_parser(
+        "simulate", help="write a SIMULATED dataset in the lighthouse layout",
+        epilog="example:\n  audiomoment simulate --preset castella-corpus --seed 0 --out SIM",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="folder to write")
     p.add_argument("--preset", choices=["castella", "clotho", "castella-corpus"],
                    default="castella", help="castella-corpus: CASTELLA-sized with sound "
@@ -232,7 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=_cmd_simulate)
 
-    p = sub.add_parser("demo", help="simulate a CASTELLA-sized set, run Systems 1 and 2, score")
+    p = sub.add_parser(
+        "demo", help="simulate a CASTELLA-sized set, run Systems 1 and 2, score",
+        epilog="example:\n  audiomoment demo --out demo/ --seed 0",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", help="folder for the simulated data and predictions (default: temp)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-corpus", action="store_true",

@@ -185,6 +185,9 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
                     "for each audio file and, with --annotations, OUT/clap_text/<qid>.npz "
                     "(last_hidden_state, (L, 768), last row = query vector) and "
                     "OUT/neutral_embedding.npy, as `audiomoment predict` reads them.",
+        epilog="example:\n  audiomoment extract-features a.wav b.flac --annotations "
+               "queries.jsonl --out FEATURES",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("audio", nargs="*", help="audio files (vid = file name without extension)")
     p.add_argument("--out", required=True, help="features folder to write")

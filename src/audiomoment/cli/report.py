@@ -201,7 +201,11 @@ def _cmd_package(args: argparse.Namespace) -> int:
 def add_report_commands(subparsers: Any) -> None:
     """Register ``report`` and ``package-submission`` on an argparse subparsers object."""
     p = subparsers.add_parser(
-        "report", help="tables, figures and a self-contained HTML page from predictions files")
+        "report", help="tables, figures and a self-contained HTML page from predictions files",
+        epilog="example:\n  audiomoment report --annotations castella_test_release.jsonl "
+               "--predictions system1.jsonl system2.jsonl --features FEATURES "
+               "--checkpoint CLAP_weights_2023.pth --out report/",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--annotations", action="append", required=True,
                    help="annotation JSON Lines with windows; repeat for several datasets")
     p.add_argument("--predictions", action="append", nargs="+", required=True,
@@ -239,7 +243,11 @@ def add_report_commands(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "package-submission",
-        help="validate and zip the DCASE 2026 Task 6 submission (up to four systems)")
+        help="validate and zip the DCASE 2026 Task 6 submission (up to four systems)",
+        epilog="example:\n  audiomoment package-submission --annotations eval.jsonl --system "
+               "s1.jsonl --system s2.jsonl --lastname Doe --institute-abbreviation UNI "
+               "--report Doe_UNI_task6.technical_report.pdf --out submission.zip",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--annotations", required=True,
                    help="the evaluation set's annotation file (qids and durations)")
     p.add_argument("--system", action="append", metavar="PREDICTIONS",
