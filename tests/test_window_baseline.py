@@ -12,7 +12,6 @@ from audiomoment.method.window_baseline import (
     sliding_window_moments,
     temporal_nms,
     window_means,
-    window_prediction_row,
 )
 
 
@@ -129,8 +128,10 @@ def test_bad_input_raises(trace, kwargs):
 
 
 def test_prediction_row_has_no_delta():
-    row = window_prediction_row({"qid": 3, "query": "q", "vid": "v", "duration": 9.0},
-                                np.array([[1.0, 3.0, 0.5]]))
+    from audiomoment.io.predictions import make_row
+
+    row = make_row({"qid": 3, "query": "q", "vid": "v", "duration": 9.0},
+                   np.array([[1.0, 3.0, 0.5]]))
     assert row == {"qid": 3, "query": "q", "vid": "v", "pred_relevant_windows": [[1.0, 3.0, 0.5]]}
 
 

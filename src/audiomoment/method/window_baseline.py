@@ -23,7 +23,7 @@ work on 2-D boxes in another package; the greedy loop below is a handful of NumP
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -169,10 +169,3 @@ def sliding_window_moments(
         seconds = np.minimum(seconds, duration_s)
     rows = np.column_stack([seconds, scores])
     return temporal_nms(rows, nms_iou, max_windows)
-
-
-def window_prediction_row(annotation: Mapping, windows: NDArray[np.float64]) -> dict:
-    """A prediction row for the sliding-window baseline (no mixture, hence no ``delta``)."""
-    from audiomoment.io.predictions import make_row
-
-    return make_row(annotation, windows)
