@@ -161,7 +161,7 @@ class CheckpointHeads(Mapping[str, ProjectionHead]):
 def _read_head_digests(path: Path) -> dict[str, str]:
     try:
         loaded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(loaded, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in loaded.items()
