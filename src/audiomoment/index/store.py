@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from audiomoment.errors import InputError
+from audiomoment.io.durable import connect_manifest, publish_file
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.sqlite"
@@ -133,13 +134,7 @@ class NewRecording:
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
-    if readonly:
-        uri = f"file:{path}?mode=ro"
-        con = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
-    else:
-        con = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=FULL")
+    con = connect_manifest(path, readonly)
     con.row_factory = sqlite3.Row
     return con
 
@@ -502,14 +497,7 @@ class IndexWriter:
         tmp = final.with_name(f".{final.name}.tmp")
         with open(tmp, "wb") as f:
             np.save(f, rows)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        dir_fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        publish_file(tmp, final)
 
     def _bump(self) -> None:
         self.con.execute(

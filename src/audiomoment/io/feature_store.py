@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import sqlite3
 import time
@@ -56,6 +55,9 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
+
+from audiomoment.io.cache import file_digest
+from audiomoment.io.durable import connect_manifest, publish_file
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.sqlite"
@@ -119,19 +121,11 @@ def stat_file(path: str) -> FileStat | None:
 
 def file_sha256(path: str) -> str:
     """SHA-256 (hex) of a file's bytes."""
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    return file_digest(path)
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
-    if readonly:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0,
-                              isolation_level=None)
-    else:
-        con = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=FULL")
-    return con
+    return connect_manifest(path, readonly)
 
 
 class Location(NamedTuple):
@@ -379,14 +373,4 @@ class StoreWriter:
             start += len(a)
         out.flush()
         del out
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-        dir_fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        publish_file(tmp, final)
