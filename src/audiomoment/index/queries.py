@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -84,16 +83,7 @@ def text_queries(model: ClapModel, texts: list[str]) -> NDArray[np.float32]:
 
 def embedding_query(path: str | os.PathLike[str], dim: int) -> NDArray[np.float32]:
     """A stored joint-space query vector: an .npy file with ``dim`` finite values."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: query embedding file not found")
-    try:
-        arr = np.load(p, allow_pickle=False)
-    except Exception as exc:
-        raise InputError(f"{p}: not a readable .npy file ({type(exc).__name__})") from None
-    if not np.issubdtype(arr.dtype, np.number):
-        raise InputError(f"{p}: must hold numbers, got dtype {arr.dtype}")
-    arr = np.asarray(arr, dtype=np.float64).reshape(-1)
-    if arr.shape[0] != dim:
-        raise InputError(f"{p}: expected {dim} values (the index's dimension), got {arr.size}")
-    return _unit_mean(arr[None, :], str(p))
+    from audiomoment.io.features import load_vector
+
+    vec = load_vector(path, dim, "query embedding", f"{dim} values (the index's dimension)")
+    return _unit_mean(vec[None, :], str(path))

@@ -97,11 +97,15 @@ def load_query_features(features_dir: str | os.PathLike[str], qid: str) -> NDArr
     return vec
 
 
-def load_neutral_embedding(path: str | os.PathLike[str]) -> NDArray[np.float64]:
-    """A 1024-d neutral embedding from an .npy file (any shape with 1024 values)."""
+def load_vector(
+    path: str | os.PathLike[str], dim: int, what: str, expected: str
+) -> NDArray[np.float64]:
+    """A (dim,) vector from an .npy file (any shape with ``dim`` values), finite and
+    non-zero. ``what`` names it in errors ("neutral embedding"); ``expected`` says what
+    ``dim`` values means ("a 1024-d vector in the joint space")."""
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"{p}: neutral embedding file not found")
+        raise InputError(f"{p}: {what} file not found")
     try:
         loaded = np.load(p, allow_pickle=False)
     except Exception as exc:
@@ -111,16 +115,19 @@ def load_neutral_embedding(path: str | os.PathLike[str]) -> NDArray[np.float64]:
         raise InputError(f"{p}: not an .npy file (an .npz archive of several arrays)")
     kind = loaded.dtype
     if not np.issubdtype(kind, np.number) or np.issubdtype(kind, np.complexfloating):
-        raise InputError(f"{p}: the neutral embedding must hold real numbers, got dtype "
-                         f"{loaded.dtype}")
+        raise InputError(f"{p}: the {what} must hold real numbers, got dtype {loaded.dtype}")
     arr = np.asarray(loaded, dtype=np.float64).reshape(-1)
-    if arr.shape[0] != JOINT_DIM:
-        raise InputError(
-            f"{p}: expected a {JOINT_DIM}-d vector in the joint space, got {arr.size} values"
-        )
+    if arr.shape[0] != dim:
+        raise InputError(f"{p}: expected {expected}, got {arr.size} values")
     if not np.all(np.isfinite(arr)) or not np.any(arr):
-        raise InputError(f"{p}: the neutral embedding must be finite and non-zero")
+        raise InputError(f"{p}: the {what} must be finite and non-zero")
     return arr
+
+
+def load_neutral_embedding(path: str | os.PathLike[str]) -> NDArray[np.float64]:
+    """A 1024-d neutral embedding from an .npy file (any shape with 1024 values)."""
+    return load_vector(path, JOINT_DIM, "neutral embedding",
+                       f"a {JOINT_DIM}-d vector in the joint space")
 
 
 def write_audio_features(
