@@ -15,6 +15,7 @@ corpus R@K (:mod:`audiomoment.evaluation.corpus`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from audiomoment.clap.checkpoint import load_projection_heads
 from audiomoment.config import LocalizeConfig
@@ -23,6 +24,19 @@ from audiomoment.io.predictions import write_predictions
 from audiomoment.io.run_settings import write_run_settings
 from audiomoment.pipelines.dataset import predict_dataset, run_settings
 from audiomoment.pipelines.neutral import neutral_for_run
+
+
+def _simulated(sim: Any, out_dir: Path) -> tuple[Any, dict[str, Path], list[dict],
+                                                  dict[str, Any], tuple[Any, str | None]]:
+    """Simulate, write in the lighthouse layout and read back as ``predict`` reads it: the
+    dataset, its paths, annotations, projection heads and (neutral embedding, source)."""
+    from audiomoment.testing.simulate import simulate, write_dataset
+
+    dataset = simulate(sim)
+    paths = write_dataset(dataset, out_dir)
+    annotations = read_annotations(paths["annotations"], require_windows=True)
+    heads = load_projection_heads(paths["checkpoint"])
+    return dataset, paths, annotations, heads, neutral_for_run(1, neutral_file=paths["neutral"])
 
 
 def run_demo(
@@ -37,14 +51,11 @@ def run_demo(
     """
     from audiomoment.reporting.tables import evaluate_with_breakdown
     from audiomoment.reporting.text import format_delta_breakdown, format_table
-    from audiomoment.testing.simulate import SimulationConfig, simulate, write_dataset
+    from audiomoment.testing.simulate import SimulationConfig
 
     config = config or LocalizeConfig()
-    dataset = simulate(SimulationConfig.castella_like(seed=seed))
-    paths = write_dataset(dataset, out_dir)
-    annotations = read_annotations(paths["annotations"], require_windows=True)
-    heads = load_projection_heads(paths["checkpoint"])
-    neutral, neutral_source = neutral_for_run(1, neutral_file=paths["neutral"])
+    dataset, paths, annotations, heads, (neutral, neutral_source) = _simulated(
+        SimulationConfig.castella_like(seed=seed), out_dir)
     cache = out_dir / "cache"
     table = {}
     breakdowns = []
@@ -97,19 +108,10 @@ def corpus_table(out_dir: Path, seed: int = 0, config: LocalizeConfig | None = N
     from audiomoment.index.store import ArchiveIndex, ModelSpec
     from audiomoment.io.atomic import write_text
     from audiomoment.pipelines.corpus import evaluate_corpus, query_vectors_from_features
-    from audiomoment.testing.simulate import (
-        SimulationConfig,
-        overlap_summary,
-        query_difficulty,
-        simulate,
-        write_dataset,
-    )
+    from audiomoment.testing.simulate import SimulationConfig, overlap_summary, query_difficulty
 
-    dataset = simulate(SimulationConfig.castella_corpus(seed=seed))
-    paths = write_dataset(dataset, out_dir)
-    annotations = read_annotations(paths["annotations"], require_windows=True)
-    heads = load_projection_heads(paths["checkpoint"])
-    neutral, _ = neutral_for_run(1, neutral_file=paths["neutral"])
+    dataset, paths, annotations, heads, (neutral, _) = _simulated(
+        SimulationConfig.castella_corpus(seed=seed), out_dir)
     db = out_dir / "index"
     index_features(
         paths["audio_features"].parent, db, lambda x: project(x, heads["audio"]), ModelSpec(),
