@@ -567,6 +567,37 @@ def test_window_scores_are_the_products_of_the_stored_rows(tmp_path: Path) -> No
 # ------------------------------------------------------------------ the bounded search
 
 
+
+def test_the_read_scan_equals_the_mapped_scan_across_its_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan reads segment files in pieces across threads; every piece boundary (of a read,
+    of a thread's job, of a recording) must give the products the mapped rows give."""
+    from audiomoment.index import scan
+
+    rng = np.random.default_rng(8)
+    spec = ModelSpec(model="m", dim=16)
+    db = tmp_path / "db"
+    items = [(f"r{i}", unit(rng.normal(size=(n, 16))).astype(np.float32), 1.0)
+             for i, n in enumerate((1, 37, 5, 64, 13))]
+    index_embeddings(items, db, spec)
+    index_embeddings([("r5", unit(rng.normal(size=(29, 16))).astype(np.float32), 1.0)], db,
+                     spec)
+    with ArchiveIndex(db).writer(spec) as w:
+        w.remove(["r0"])  # the first segment is now read from row 1
+    snap = ArchiveIndex(db).snapshot()
+    vectors = unit(rng.normal(size=(3, 16)))
+    monkeypatch.setattr(scan, "READ_ROWS", 4)
+    monkeypatch.setattr(scan, "JOB_ROWS", 10)
+    read, starts = window_scores(snap, vectors)
+    monkeypatch.setattr(scan, "_segment_file", lambda seg, rows: None)
+    mapped, _ = window_scores(snap, vectors)
+    np.testing.assert_array_equal(read, mapped)
+    rows = np.concatenate([np.asarray(snap.embeddings(r), dtype=np.float64)
+                           for r in snap.recordings])
+    assert starts[-1] == len(rows) == 148
+    np.testing.assert_allclose(read, rows @ vectors.T, atol=2e-3)
+
 def _traces(snap: Snapshot, queries: np.ndarray, system: int) -> np.ndarray:
     """(Q, N) traces of each query over the archive, from the scan: one product per window
     with q (System 2) or q - n (System 1)."""

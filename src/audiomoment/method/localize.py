@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.ndimage import gaussian_filter1d
 
 from audiomoment.config import LocalizeConfig
 from audiomoment.method.em_fast import fit_fast
@@ -38,6 +37,7 @@ from audiomoment.method.moments import (
     runs_to_windows,
     score_runs,
 )
+from audiomoment.method.smoothing import smooth_gaussian
 from audiomoment.method.traces import check_traces, query_trace
 
 DEFAULT_CONFIG = LocalizeConfig()
@@ -74,12 +74,13 @@ class LocalizationResult:
 
 
 def smooth(traces: ArrayLike, sigma_frames: float = 1.5) -> NDArray[np.float64]:
-    """Gaussian smoothing along time, as ``scipy.ndimage.gaussian_filter1d`` with its
-    defaults (reflect, truncate 4): (T,) -> (T,), or (N, T) -> (N, T) row by row."""
+    """Gaussian smoothing along time, bit for bit as ``scipy.ndimage.gaussian_filter1d`` with
+    its defaults (reflect, truncate 4): (T,) -> (T,), or (N, T) -> (N, T) row by row (see
+    :mod:`audiomoment.method.smoothing`)."""
     x = np.asarray(traces, dtype=np.float64)
     if sigma_frames == 0:
         return x.copy()
-    return gaussian_filter1d(x, sigma_frames, axis=-1, mode="reflect", truncate=4.0)
+    return smooth_gaussian(x, sigma_frames)
 
 
 def is_constant(block: NDArray[np.float64]) -> NDArray[np.bool_]:
