@@ -271,10 +271,6 @@ from audiomoment.index.store import ArchiveIndex
 def clocked(name, fn):
     def wrapper(*args, **kwargs):
         marks.setdefault(name + " in", time.perf_counter())
-        if name == "scan" and "torch" not in sys.modules:
-            t = time.perf_counter()
-            import torch
-            marks["torch in scan"] = time.perf_counter() - t
         out = fn(*args, **kwargs)
         marks[name + " out"] = time.perf_counter()
         return out
@@ -291,11 +287,10 @@ except SystemExit:
     pass
 sys.stdout.flush()
 marks["end"] = time.perf_counter()
-torch_s = marks.get("torch in scan", 0.0)
 print(json.dumps({
-    "imports + parsing": marks["snapshot in"] - marks["start"] + torch_s,
+    "imports + parsing": marks["snapshot in"] - marks["start"],
     "snapshot": marks["snapshot out"] - marks["snapshot in"],
-    "scan": marks["scan out"] - marks["scan in"] - torch_s,
+    "scan": marks["scan out"] - marks["scan in"],
     "localise": marks["search out"] - marks["scan out"],
     "printing + unmapping": marks["end"] - marks["search out"],
     "in_process": marks["end"] - marks["start"],
@@ -306,7 +301,7 @@ print(json.dumps({
 def call_anatomy(cmd: Sequence[str], repeats: int) -> dict[str, float]:
     """Where a whole call's time goes: ``cmd`` (an ``audiomoment search --db`` command) run
     through the CLI's own ``main`` in a fresh interpreter, with clocks around the snapshot,
-    the scan and the search (imports of torch made inside the scan count as imports);
+    the scan and the search;
     'printing + unmapping' ends when ``main`` returns (the snapshot's maps are closed on the
     way); 'interpreter + exit' is the wall time outside ``main`` (start, and the teardown at
     exit). Medians, seconds."""
@@ -327,18 +322,24 @@ def call_anatomy(cmd: Sequence[str], repeats: int) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in runs) for k in keys}
 
 
-def torch_import(repeats: int) -> tuple[float, float]:
-    """Medians of (the import of torch, measured inside, and the whole ``python -c 'import
-    torch'``): their difference less a bare interpreter is the teardown at exit."""
-    code = "import time; t = time.perf_counter(); import torch; print(time.perf_counter() - t)"
-    inside, walls = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                              text=True)
-        walls.append(time.perf_counter() - t0)
-        inside.append(float(proc.stdout.split()[-1]))
-    return statistics.median(inside), statistics.median(walls)
+FRESH_READ = """
+import os, threading, glob
+files = sorted(glob.glob({segments!r} + "/*.npy"))
+def reader(names):
+    buf = memoryview(bytearray(1 << 19))
+    for name in names:
+        fd = os.open(name, os.O_RDONLY)
+        offset = 0
+        while os.preadv(fd, [buf], offset):
+            offset += len(buf)
+        os.close(fd)
+n = os.cpu_count() or 1
+threads = [threading.Thread(target=reader, args=(files[i::n],)) for i in range(n)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"""
 
 
 # ---------------------------------------------------------------------------- in process
@@ -513,6 +514,7 @@ def main() -> None:
             print(f"  {caption!r}")
         cmd0 = cli_command(args.db, qfiles[0], 1)
         print("  $ " + " ".join(cmd0))
+        whole_median = 0.0
         for system in (1, 2):
             medians, rss = [], []
             for qf in qfiles:
@@ -520,6 +522,8 @@ def main() -> None:
                 medians.append(statistics.median(walls))
                 rss += peaks
             first = json.loads(out.splitlines()[0])["moments"][0]
+            if system == 1:
+                whole_median = statistics.median(medians)
             print(f"  [{cache_note(args.db)}]")
             print(f"  System {system}: whole call median {statistics.median(medians):.3f} s "
                   f"(per query: {', '.join(f'{m:.3f}' for m in medians)}); peak RSS "
@@ -531,10 +535,12 @@ def main() -> None:
               f"(RssAnon) peak {mem['RssAnon']:.0f} MiB and mapped-file pages (RssFile) peak "
               f"{mem['RssFile']:.0f} MiB; the index is {disk['segments'] / MIB:.0f} MiB")
         bare_s = python_startup("pass", args.repeats)
-        import_s, torch_s = torch_import(args.repeats)
-        print(f"  fresh interpreter (medians): python -c pass {bare_s:.3f} s; python -c 'import "
-              f"torch' {torch_s:.3f} s, of which the import {import_s:.3f} s and the rest "
-              f"(interpreter teardown with torch loaded) {torch_s - import_s - bare_s:.3f} s")
+        read_s = python_startup(FRESH_READ.format(segments=str(args.db / "segments")),
+                                args.repeats)
+        print(f"  fresh interpreter (medians): python -c pass {bare_s:.3f} s; a bare read of "
+              f"every segment file in a fresh interpreter (preadv into small buffers, all "
+              f"cores, nothing computed) {read_s:.3f} s; "
+              f"whole System 1 search call / this bare read: {whole_median / read_s:.2f}")
         for system in (1, 2):
             print(f"  [{cache_note(args.db)}]")
             parts = call_anatomy(cli_command(args.db, qfiles[0], system), args.repeats)

@@ -230,6 +230,113 @@ def test_feature_folders_are_indexed_incrementally(tmp_path: Path) -> None:
     assert segment_files(db) == set(snap.segments)
 
 
+def rewrite(path: Path, seed: int, seconds: float) -> None:
+    """Replace an audio file's content, with a modification time surely different."""
+    before = path.stat().st_mtime_ns
+    write_wav(path, seed, seconds)
+    os.utime(path, ns=(before + 5_000_000_000, before + 5_000_000_000))
+
+
+class RewritingEmbedder(CountingEmbedder):
+    """Embeds, and on embedding ``trigger`` rewrites ``target`` (while it is read when both
+    are the same file, before it is read when ``target`` comes later)."""
+
+    def __init__(self, trigger: str, target: Path) -> None:
+        super().__init__()
+        self.trigger, self.target = trigger, target
+
+    def embed(self, path: Path) -> np.ndarray:
+        rows = super().embed(path)
+        if Path(path).name == self.trigger and self.calls.count(self.trigger) == 1:
+            rewrite(self.target, seed=777, seconds=3.0)
+        return rows
+
+
+def test_a_file_that_changes_while_it_is_read_is_not_committed(tmp_path: Path) -> None:
+    import hashlib
+
+    files = write_folder(tmp_path / "audio", 3)
+    db = tmp_path / "db"
+    growing = files[1]
+    report = index_audio([tmp_path / "audio"], db, RewritingEmbedder(growing.name, growing),
+                         progress=False)
+    assert sorted(report.added) == sorted(str(f.relative_to(tmp_path / "audio"))
+                                          for f in (files[0], files[2]))
+    assert [(Path(s), r) for s, r in report.failed] == [
+        (growing, f"{growing}: changed while it was being indexed (read again on the next "
+                  "run)")]
+    names = [r.name for r in ArchiveIndex(db).snapshot().recordings]
+    assert growing.name not in names and len(names) == 2
+
+    # the next run reads the file as it is now, and stores the hash of those bytes
+    plain = CountingEmbedder()
+    report = index_audio([tmp_path / "audio"], db, plain, progress=False)
+    assert plain.calls == [growing.name] and report.failed == []
+    assert ArchiveIndex(db).failures() == []
+    snap = ArchiveIndex(db).snapshot()
+    rec = snap.recording(growing.name)
+    np.testing.assert_array_equal(snap.embeddings(rec), direct_rows(plain, growing))
+    assert rec.content_sha256 == hashlib.sha256(growing.read_bytes()).hexdigest()
+    assert rec.duration_s == 3.0
+
+
+def test_a_file_that_changed_after_it_was_listed_is_read_as_it_is(tmp_path: Path) -> None:
+    import hashlib
+
+    files = write_folder(tmp_path / "audio", 3)
+    db = tmp_path / "db"
+    index_audio([tmp_path / "audio"], db, CountingEmbedder(), progress=False)
+    rewrite(files[0], seed=5, seconds=2.0)
+    rewrite(files[2], seed=6, seconds=2.0)
+    # files[0] is listed as changed; embedding it rewrites files[2] once more
+    emb = RewritingEmbedder(files[0].name, files[2])
+    report = index_audio([tmp_path / "audio"], db, emb, progress=False)
+    assert sorted(report.replaced) == sorted([files[0].name, files[2].name])
+    assert report.failed == []
+    snap = ArchiveIndex(db).snapshot()
+    rec = snap.recording(files[2].name)
+    assert rec.duration_s == 3.0  # the length after the last rewrite, not the listed one
+    assert rec.content_sha256 == hashlib.sha256(files[2].read_bytes()).hexdigest()
+    np.testing.assert_array_equal(snap.embeddings(rec), direct_rows(CountingEmbedder(),
+                                                                    files[2]))
+    # and it is unchanged for the next run
+    again = CountingEmbedder()
+    assert index_audio([tmp_path / "audio"], db, again, progress=False).unchanged == 3
+    assert again.calls == []
+
+
+def test_a_feature_file_that_changes_while_it_is_read_is_not_committed(tmp_path: Path) -> None:
+    from audiomoment.index.ingest import index_features
+
+    rng = np.random.default_rng(9)
+    clap = tmp_path / "FEATURES" / "clap"
+    clap.mkdir(parents=True)
+    for i in range(3):
+        np.savez(clap / f"v{i}.npz", features=rng.normal(size=(4, 1024)).astype(np.float32))
+    final = rng.normal(size=(6, 1024)).astype(np.float32)
+    calls: list[int] = []
+
+    def to_joint(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        if len(calls) == 2:  # v1 was just read: it changes now
+            st = (clap / "v1.npz").stat()
+            np.savez(clap / "v1.npz", features=final)
+            os.utime(clap / "v1.npz", ns=(st.st_mtime_ns + 10**9, st.st_mtime_ns + 10**9))
+        return unit(x).astype(np.float32)
+
+    db = tmp_path / "db"
+    spec = ModelSpec(dim=1024)
+    report = index_features(tmp_path / "FEATURES", db, to_joint, spec, progress=False)
+    assert sorted(report.added) == ["v0", "v2"]
+    assert [Path(s).name for s, _ in report.failed] == ["v1.npz"]
+    assert "changed while it was being indexed" in report.failed[0][1]
+    report = index_features(tmp_path / "FEATURES", db, to_joint, spec, progress=False)
+    assert report.added == ["v1"] and report.failed == [] and report.unchanged == 2
+    snap = ArchiveIndex(db).snapshot()
+    np.testing.assert_array_equal(snap.embeddings(snap.recording("v1")),
+                                  unit(final).astype(np.float16))
+
+
 # ------------------------------------------------------------------ kill and resume
 
 

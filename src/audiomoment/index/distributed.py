@@ -47,6 +47,8 @@ from audiomoment.index.ingest import (
     _fail,
     _named_todo,
     _progress,
+    changed_since,
+    changed_while_read,
     find_files,
     sha256_file,
 )
@@ -608,6 +610,8 @@ class _Run:
             f.parts = []
             if rows is not None and (rows.ndim != 2 or len(rows) == 0):
                 f.error = f"{f.path}: no windows to embed"
+            if f.error is None and changed_since(f.path, f.st):
+                f.error = changed_while_read(f.path)
             if f.error is not None:
                 _fail(self.writer, self.report, f.path, f.st, f.error)
                 continue

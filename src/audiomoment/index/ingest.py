@@ -6,6 +6,14 @@ disappeared from the folders being indexed are dropped; files that cannot be rea
 listed (``audiomoment index --failures``) and skipped until they change. Every recording
 is committed as soon as it is embedded (features: in groups), so a killed run keeps what
 it committed and a re-run resumes after it.
+
+A file that changes while it is read (a recorder still writing it, a copy in progress) is
+not committed: its size and modification time are taken before it is read and again after
+it was embedded and hashed, and when they differ the file is listed as a failure with the
+earlier ones, so the next run sees a change and reads it again. An audio file that changed
+after the run listed it, but before it was read, is read as it is then (a feature file is
+listed as changed and read on the next run, and so is any file the Ray workers read
+after it was listed).
 """
 
 from __future__ import annotations
@@ -231,6 +239,10 @@ def index_audio(
         with _progress(sum(durations.values()) / 3600, len(todo), progress) as bar:
             for k, (path, name, st, digest) in enumerate(todo, 1):
                 try:
+                    now = path.stat()
+                    if _stat_key(now) != _stat_key(st):  # changed since it was listed
+                        st, digest = now, None
+                        durations[path] = embedder.duration_s(path)
                     emb = embedder.embed(path)
                     digest = digest or sha256_file(path)
                 except InputError as exc:
@@ -238,6 +250,9 @@ def index_audio(
                     continue
                 except OSError as exc:
                     _fail(writer, report, path, st, f"{path}: {exc.strerror or exc}")
+                    continue
+                if changed_since(path, st):
+                    _fail(writer, report, path, st, changed_while_read(path))
                     continue
                 replaced = name in writer.names()
                 writer.add([NewRecording(
@@ -253,6 +268,23 @@ def index_audio(
                     on_commit(name)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int]:
+    return st.st_size, st.st_mtime_ns
+
+
+def changed_since(path: Path, st: os.stat_result) -> bool:
+    """Whether ``path``'s size or modification time differ from ``st`` (or it is gone)."""
+    try:
+        return _stat_key(path.stat()) != _stat_key(st)
+    except OSError:
+        return True
+
+
+def changed_while_read(path: Path) -> str:
+    """The failure reason of a file that changed while it was being indexed."""
+    return f"{path}: changed while it was being indexed (read again on the next run)"
 
 
 def _fail(writer: IndexWriter, report: IngestReport, path: Path, st: os.stat_result,
@@ -338,6 +370,9 @@ def index_features(
                 emb = to_joint(feats)
             except InputError as exc:
                 _fail(writer, report, path, st, str(exc))
+                continue
+            if changed_since(path, st):
+                _fail(writer, report, path, st, changed_while_read(path))
                 continue
             duration = (durations_s or {}).get(name, len(emb) * spec.hop_s)
             batch.append(NewRecording(
