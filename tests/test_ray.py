@@ -59,10 +59,12 @@ class SpanEmbedder(CountingEmbedder):
 
     batch_size = 1
 
-    def __init__(self, kill_marker: Path | None = None, delay_s: float = 0.0) -> None:
+    def __init__(self, kill_marker: Path | None = None, delay_s: float = 0.0,
+                 touch: Path | None = None) -> None:
         super().__init__()
         self.kill_marker = kill_marker
         self.delay_s = delay_s
+        self.touch = touch
 
     def window_count(self, path: Path) -> int:
         return int(sf.info(str(path)).frames) // int(sf.info(str(path)).samplerate)
@@ -76,6 +78,10 @@ class SpanEmbedder(CountingEmbedder):
             else:
                 os._exit(1)
         time.sleep(self.delay_s)
+        if self.touch is not None and Path(path) == self.touch and first > 0:
+            # the file changes while it is read (its modification time moves on)
+            st = self.touch.stat()
+            os.utime(self.touch, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
         sr = int(sf.info(str(path)).samplerate)
         x, _ = sf.read(str(path), start=first * sr, stop=None if stop is None else stop * sr,
                        dtype="float64", always_2d=True)
@@ -94,9 +100,9 @@ class SpanEmbedder(CountingEmbedder):
 
 
 def span_embedder(device: str, kill_marker: Path | None = None,
-                  delay_s: float = 0.0) -> SpanEmbedder:
+                  delay_s: float = 0.0, touch: Path | None = None) -> SpanEmbedder:
     """An ``embedder_factory`` of :class:`SpanEmbedder`."""
-    return SpanEmbedder(kill_marker, delay_s)
+    return SpanEmbedder(kill_marker, delay_s, touch)
 
 
 # ------------------------------------------------------------------ what the index holds
@@ -283,6 +289,33 @@ def test_a_worker_that_dies_is_replaced_and_its_piece_run_again(
                              progress=False)
     assert not marker.exists()  # a worker did die
     assert len(report.added) == 6 and len(report.failed) == 2
+    assert_same_index(one, many)
+
+
+def test_a_file_that_changes_while_the_workers_read_it_is_read_again_next_run(
+    cluster: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "audio"
+    files = write_archive(folder)
+    one, many = tmp_path / "one.idx", tmp_path / "many.idx"
+    index_audio([folder], one, CountingEmbedder(), progress=False)
+    longest = max((f for f in files if f.suffix == ".wav" and f.stat().st_size > 0),
+                  key=lambda f: f.stat().st_size)
+    factory = functools.partial(span_embedder, touch=longest)
+    report = index_audio_ray([folder], many, factory, cluster, workers=2, piece_windows=2,
+                             progress=False)
+    changed = [(Path(s), r) for s, r in report.failed if "changed while" in r]
+    assert changed == [(longest, f"{longest}: changed while it was being indexed (read again "
+                                 "on the next run)")]
+    names = {r.name for r in ArchiveIndex(many).snapshot().recordings}
+    assert longest.name not in names
+    report = index_audio_ray([folder], many, span_embedder, cluster, workers=2,
+                             piece_windows=2, progress=False)
+    assert report.added == [longest.name]
+    # the single-process index learns the new modification time (same content: not read)
+    again = CountingEmbedder()
+    index_audio([folder], one, again, progress=False)
+    assert again.calls == []
     assert_same_index(one, many)
 
 
