@@ -1,0 +1,206 @@
+"""Mutation testing of the method core, the evaluation metrics, the configuration and the
+dataset runner, with mutmut 3 (``pip install -e .[bench]``).
+
+Each target file is mutated on its own in a scratch copy of the repository (``src/``,
+``tests/``, ``pyproject.toml`` with a ``[tool.mutmut]`` section written for that file), so
+that every mutant runs only the test files that concern it, with one worker process; the
+scratch copy (and mutmut's ``mutants/`` directory in it) is deleted afterwards. mutmut runs
+only the tests that reach the mutated function. For each file the script prints the mutants
+generated, killed, survived, timed out (and any other outcome), then the survivors with
+their diffs. ``docs/mutation.md`` lists the survivors judged equivalent and why.
+
+Usage::
+
+    python benchmarks/mutation_test.py [--files localize moments ...] [--keep]
+        [--timeout-per-file S] [--max-children 1]
+
+``--files`` takes short names (the keys of ``TARGETS``: localize, moments, em_fast, mixture,
+metrics, dataset, config, smoothing, traces, frames, window_baseline), in the order given;
+default: all, most important first. ``--list-survivors-only`` prints no diffs.
+
+Last run (see ``docs/mutation.md`` for the date, the per-file figures before and after the
+tests added for the survivors, and the equivalent mutants): see the table there; the run
+prints the same table at its end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Slow tests left out of every mutant's run (whole simulated data sets; 20-40 s each).
+SLOW_TESTS = (
+    "tests/test_em_fast.py::test_localisation_agrees_with_the_reference",
+    "tests/test_neutral.py::test_the_real_tokenizer_is_used",
+    "tests/test_neutral.py::test_checkpoint_source_is_computed_and_cached_by_content",
+)
+
+METHOD_TESTS = (
+    "tests/test_localize.py",
+    "tests/test_localize_batch.py",
+    "tests/test_method_constants.py",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One source file and the test files its mutants run."""
+
+    source: str
+    tests: tuple[str, ...]
+
+
+TARGETS: dict[str, Target] = {
+    "localize": Target("src/audiomoment/method/localize.py",
+                       (*METHOD_TESTS, "tests/test_properties.py")),
+    "moments": Target("src/audiomoment/method/moments.py",
+                      (*METHOD_TESTS, "tests/test_properties.py")),
+    "em_fast": Target("src/audiomoment/method/em_fast.py",
+                      ("tests/test_em_fast.py", "tests/test_method_constants.py")),
+    "mixture": Target("src/audiomoment/method/mixture.py",
+                      ("tests/test_em_fast.py", *METHOD_TESTS)),
+    "metrics": Target("src/audiomoment/evaluation/metrics.py",
+                      ("tests/test_evaluate.py", "tests/test_properties.py")),
+    "dataset": Target("src/audiomoment/pipelines/dataset.py",
+                      ("tests/test_cli.py", "tests/test_dataset_runner.py")),
+    "config": Target("src/audiomoment/config.py",
+                     ("tests/test_method_constants.py", "tests/test_cli.py",
+                      "tests/test_neutral.py")),
+    "smoothing": Target("src/audiomoment/method/smoothing.py", ("tests/test_smoothing.py",)),
+    "traces": Target("src/audiomoment/method/traces.py",
+                     ("tests/test_localize.py", "tests/test_inputs.py")),
+    "frames": Target("src/audiomoment/method/frames.py",
+                     (*METHOD_TESTS, "tests/test_window_baseline.py")),
+    "window_baseline": Target("src/audiomoment/method/window_baseline.py",
+                              ("tests/test_window_baseline.py",)),
+}
+
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests",
+          34: "skipped", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout",
+          255: "timeout", 37: "type check", -11: "segfault", -9: "segfault", None: "not run"}
+COLUMNS = ("killed", "survived", "timeout", "no tests", "other")
+
+
+def mutmut_section(target: Target) -> str:
+    """The ``[tool.mutmut]`` section for one target, as TOML text."""
+    tests = [t for t in target.tests if (REPO / t).exists()]
+    deselect = [a for t in SLOW_TESTS if t.split("::")[0] in tests for a in ("--deselect", t)]
+    args = ["-p", "no:cacheprovider", "-x", "-q", *deselect]
+    return (
+        "[tool.mutmut]\n"
+        'source_paths = ["src"]\n'
+        f"only_mutate = {json.dumps([target.source])}\n"
+        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+        f"pytest_add_cli_args = {json.dumps(args)}\n"
+        "use_git_change_detection = false\n"
+        # forked from a process that has run NumPy/scikit-learn thread pools, a worker can
+        # hang on a lock held by a thread that no longer exists: fork from a clean server
+        'process_isolation = "forkserver"\n'
+    )
+
+
+def scratch_copy(target: Target) -> Path:
+    """A scratch copy of src/, tests/ and pyproject.toml configured for ``target``."""
+    work = Path(tempfile.mkdtemp(prefix="audiomoment-mutation-"))
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".hypothesis")
+    shutil.copytree(REPO / "src", work / "src", ignore=ignore)
+    shutil.copytree(REPO / "tests", work / "tests", ignore=ignore)
+    text = (REPO / "pyproject.toml").read_text()
+    text = re.sub(r"\n\[tool\.mutmut\]\n(?:(?!\n\[).)*", "\n", text, flags=re.S)
+    (work / "pyproject.toml").write_text(text.rstrip() + "\n\n" + mutmut_section(target))
+    return work
+
+
+def mutmut(work: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    # the tests that read the shared data find it where the repository's tests do
+    env.setdefault("AUDIOMOMENT_SHARED_DATA", str(REPO.parent / "shared" / "data"))
+    # one worker, one thread: the machine is shared
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = "1"
+    return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def outcomes(work: Path, source: str) -> dict[str, str]:
+    """Mutant name -> status, from mutmut's ``.meta`` file of ``source``."""
+    meta = work / "mutants" / (source + ".meta")
+    data = json.loads(meta.read_text())
+    return {k: STATUS.get(v, "other") for k, v in data["exit_code_by_key"].items()}
+
+
+def run_target(name: str, target: Target, args: argparse.Namespace) -> dict:
+    work = scratch_copy(target)
+    t0 = time.monotonic()
+    try:
+        proc = mutmut(work, "run", "--max-children", str(args.max_children),
+                      timeout=args.timeout_per_file)
+        elapsed = time.monotonic() - t0
+        if proc.returncode != 0:
+            print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
+        status = outcomes(work, target.source)
+        survivors = sorted(k for k, v in status.items() if v == "survived")
+        diffs = {}
+        if not args.list_survivors_only:
+            for m in survivors:
+                diffs[m] = mutmut(work, "show", m).stdout.strip()
+    except subprocess.TimeoutExpired:
+        elapsed = time.monotonic() - t0
+        status, survivors, diffs = {}, [], {}
+        print(f"{name}: stopped after {args.timeout_per_file} s")
+    finally:
+        if args.keep:
+            print(f"{name}: kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    counts = Counter(v if v in COLUMNS else "other" for v in status.values())
+    return {"name": name, "source": target.source, "mutants": len(status), "counts": counts,
+            "survivors": survivors, "diffs": diffs, "seconds": elapsed}
+
+
+def print_result(res: dict) -> None:
+    c = res["counts"]
+    print(f"\n== {res['source']}: {res['mutants']} mutants, "
+          + ", ".join(f"{c[k]} {k}" for k in COLUMNS) + f" ({res['seconds']:.0f} s)")
+    for m in res["survivors"]:
+        print(f"  survived: {m}")
+        diff = res["diffs"].get(m)
+        if diff:
+            print("    " + "\n    ".join(diff.splitlines()[-12:]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", nargs="+", choices=list(TARGETS), default=list(TARGETS))
+    parser.add_argument("--max-children", type=int, default=1)
+    parser.add_argument("--timeout-per-file", type=float, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch copies")
+    parser.add_argument("--list-survivors-only", action="store_true")
+    args = parser.parse_args(argv)
+    results = []
+    for name in args.files:
+        res = run_target(name, TARGETS[name], args)
+        print_result(res)
+        results.append(res)
+        sys.stdout.flush()
+    print("\nfile | mutants | " + " | ".join(COLUMNS) + " | seconds")
+    for r in results:
+        print(f"{r['source']} | {r['mutants']} | "
+              + " | ".join(str(r["counts"][k]) for k in COLUMNS) + f" | {r['seconds']:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
