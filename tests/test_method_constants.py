@@ -131,6 +131,7 @@ def test_peak_run_mask_row_by_row() -> None:
     s = np.array([[0, 0, 0, 0, 0, 5, 10, 7, 4.9, 0, 0], [3.0] * 11])
     mask = peak_run_mask(s)
     assert mask.astype(int).tolist() == [[0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0], [1] * 11]
+    assert mask.dtype == np.bool_
 
 
 def test_frame_runs_by_hand() -> None:
@@ -174,3 +175,11 @@ def test_smoothing_width_is_sigma_1_5_by_default() -> None:
     np.testing.assert_allclose(smooth(x, LocalizeConfig().sigma_frames)[9:22], k / k.sum(),
                                rtol=1e-14, atol=0)
     assert smooth(x, 0).tolist() == x.tolist()
+
+
+def test_runs_to_windows_keeps_ten_by_default() -> None:
+    runs = Runs(np.zeros(12, dtype=np.int64), np.arange(0, 24, 2), np.arange(1, 25, 2))
+    scores = np.arange(12, dtype=float)
+    (w,) = runs_to_windows(runs, scores, np.array([np.inf]))
+    assert w[:, 2].tolist() == [11.0, 10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0]
+    assert w[0, :2].tolist() == [22.0, 23.0]  # hop 1 s by default
