@@ -199,8 +199,13 @@ def test_fallback_end_to_end_scores_the_peak_run():
     cfg = LocalizeConfig(threshold=1 - 1e-15)  # nothing reaches it
     res = localize_trace(trace, 40, cfg)
     assert res.fallback and not res.degenerate
-    (a, b), = peak_run(res.smoothed).tolist()
-    expected_score = res.posterior[a:b].mean() + 0.3 * res.smoothed[a:b].max()
+    # the expected run from the oracle's rule on SciPy's smoothing (not the package's)
+    smoothed = oracle.smooth(trace, 1.5)
+    ((a, b),) = oracle.peak_run(smoothed).tolist()
+    level = (smoothed.max() + np.median(smoothed)) / 2
+    assert smoothed[a:b].min() >= level and a < int(np.argmax(smoothed)) + 1 <= b
+    assert (a == 0 or smoothed[a - 1] < level) and (b == 40 or smoothed[b] < level)
+    expected_score = res.posterior[a:b].mean() + 0.3 * smoothed[a:b].max()
     assert res.windows.tolist() == [[float(a), float(b), pytest.approx(expected_score)]]
 
 
