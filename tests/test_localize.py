@@ -308,3 +308,19 @@ def test_matches_direct_scikit_learn_computation_on_random_traces():
         for got, exp in zip(res.windows, expected, strict=True):
             assert got[0] == exp[0] and got[1] == exp[1]
             assert got[2] == pytest.approx(exp[2], rel=1e-9, abs=1e-12)
+
+
+def test_localize_passes_the_duration_and_the_configuration():
+    # 12 windows; the query matches windows 9..11 (cosine 1), the rest are orthogonal to it
+    audio = np.zeros((12, 4))
+    audio[:, 1] = 1.0
+    audio[9:, 0] = 1.0
+    audio[9:, 1] = 0.0
+    query = np.array([1.0, 0.0, 0.0, 0.0])
+    cfg = LocalizeConfig(max_windows=1, sigma_frames=0)
+    res = localize(audio, query, config=cfg, duration_s=10.5)
+    # trace 0 x 9, 1 x 3: no smoothing; the run [9, 12) is clipped to the 10.5-s duration
+    assert res.trace.tolist() == [0.0] * 9 + [1.0] * 3
+    assert res.smoothed.tolist() == res.trace.tolist()
+    assert res.windows[:, :2].tolist() == [[9.0, 10.5]]
+    assert localize(audio, query, config=cfg).windows[:, :2].tolist() == [[9.0, 12.0]]

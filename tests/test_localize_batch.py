@@ -252,3 +252,20 @@ def test_log_sum_exp_pair_equals_scipy() -> None:
     assert np.array_equal(
         log_sum_exp_pair(b[:, 0], b[:, 1]), logsumexp(b, axis=-1), equal_nan=True
     )
+
+
+def test_length_blocks_by_hand() -> None:
+    from audiomoment.method.localize import length_blocks
+
+    def blocks(lengths: list[int], budget: int) -> list[list[int]]:
+        return [b.tolist() for b in length_blocks(np.array(lengths, dtype=np.int64), budget)]
+
+    # shortest first; equal lengths keep input order; rows per block = budget // length
+    assert blocks([4, 4, 4, 4, 4], 8) == [[0, 1], [2, 3], [4]]
+    assert blocks([6, 3, 6, 3], 100) == [[1, 3], [0, 2]]
+    # a trace longer than the budget still gets a block, alone
+    assert blocks([10, 10, 10], 5) == [[0], [1], [2]]
+    assert blocks([], 5) == []
+    # many equal lengths: each block ascending (a stable sort)
+    lengths = [5] * 100 + [3] * 100
+    assert blocks(lengths, 10**6) == [list(range(100, 200)), list(range(100))]
