@@ -59,6 +59,34 @@ def test_projection_matches_torch(checkpoint):
     assert project(x[0], heads["text"]).shape == (1024,)
 
 
+def head_on_torch_threads(x: np.ndarray, head) -> np.ndarray:
+    """The head's float32 arithmetic as ``project`` writes it, on torch's current threads."""
+    f = torch.nn.functional
+    with torch.inference_mode():
+        e1 = torch.from_numpy(x) @ torch.from_numpy(head.linear1).T
+        out = f.layer_norm(e1 + f.gelu(e1) @ torch.from_numpy(head.linear2).T,
+                           (head.out_dim,), torch.from_numpy(head.ln_weight),
+                           torch.from_numpy(head.ln_bias), float(head.ln_eps))
+        return (out / torch.linalg.vector_norm(out, dim=-1, keepdim=True)).numpy()
+
+
+def test_one_row_on_one_thread_gives_the_values_of_all_threads(checkpoint):
+    """A query is projected on one thread; its values must be those of the configured
+    thread count, and the count must be restored."""
+    path, _ = checkpoint
+    head = load_projection_heads(path)["text"]
+    x = np.random.default_rng(2).normal(size=(200, 768)).astype(np.float32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ours = np.stack([project(v, head) for v in x])
+        assert torch.get_num_threads() == 2
+        direct = np.stack([head_on_torch_threads(v[None], head)[0] for v in x])
+        np.testing.assert_array_equal(ours, direct)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_checkpoint_errors(tmp_path, checkpoint):
     _, state = checkpoint
     with pytest.raises(InputError, match="not found"):
