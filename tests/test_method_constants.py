@@ -13,7 +13,12 @@ import pytest
 
 from audiomoment import NEUTRAL_PHRASES
 from audiomoment.config import LocalizeConfig
-from audiomoment.method.localize import candidate_masks, smooth, windows_with_fallback
+from audiomoment.method.localize import (
+    candidate_masks,
+    is_constant,
+    smooth,
+    windows_with_fallback,
+)
 from audiomoment.method.moments import (
     Runs,
     frame_runs,
@@ -172,9 +177,25 @@ def test_smoothing_width_is_sigma_1_5_by_default() -> None:
     x = np.zeros(31)
     x[15] = 1.0
     k = np.exp(-0.5 * (np.arange(-6, 7) / 1.5) ** 2)
-    np.testing.assert_allclose(smooth(x, LocalizeConfig().sigma_frames)[9:22], k / k.sum(),
-                               rtol=1e-14, atol=0)
+    for smoothed in (smooth(x), smooth(x, LocalizeConfig().sigma_frames)):
+        np.testing.assert_allclose(smoothed[9:22], k / k.sum(), rtol=1e-14, atol=0)
     assert smooth(x, 0).tolist() == x.tolist()
+    # integers come back as float64, smoothed or not
+    assert smooth(np.array([1, 2, 3]), 0).dtype == np.float64
+    assert smooth(np.array([1, 2, 3])).dtype == np.float64
+
+
+def test_constant_means_a_spread_within_1e_12_of_the_largest_magnitude() -> None:
+    rows = np.array([
+        [0.5, 0.5 + 1.5e-12],  # spread 1.5e-12 > 1e-12 * max(1, 0.5): not constant
+        [0.0, 2.0 ** -40],  # spread 9.09e-13 <= 1e-12: constant
+        [1e6, 1e6 + 2.0 ** -24],  # spread 5.96e-8 <= 1e-12 * 1e6: constant
+        [0.0, 2.0 ** -20],  # spread 9.5e-7: not constant, whatever the other rows hold
+        [3.0, 3.0],
+    ])
+    assert is_constant(rows).tolist() == [False, True, True, False, True]
+    # at the bound exactly: 1e-12 = 1e-12 * max(1, 1e-12)
+    assert is_constant(np.array([[0.0, 1e-12], [1e-12, 0.0]])).tolist() == [True, True]
 
 
 def test_runs_to_windows_keeps_ten_by_default() -> None:
