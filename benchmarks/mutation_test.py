@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -124,15 +125,25 @@ def scratch_copy(target: Target) -> Path:
     return work
 
 
-def mutmut(work: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+def mutmut(work: Path, *args: str, timeout: float | None = None) -> tuple[int | None, str]:
+    """Run ``python -m mutmut ARGS`` in ``work``: (exit status, None when stopped at
+    ``timeout`` seconds with its whole process group; output)."""
     env = dict(os.environ)
     # the tests that read the shared data find it where the repository's tests do
     env.setdefault("AUDIOMOMENT_SHARED_DATA", str(REPO.parent / "shared" / "data"))
     # one worker, one thread: the machine is shared
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = "1"
-    return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.Popen([sys.executable, "-m", "mutmut", *args], cwd=work, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        return None, out
+    return proc.returncode, out
 
 
 def outcomes(work: Path, source: str) -> dict[str, str]:
@@ -146,21 +157,20 @@ def run_target(name: str, target: Target, args: argparse.Namespace) -> dict:
     work = scratch_copy(target)
     t0 = time.monotonic()
     try:
-        proc = mutmut(work, "run", "--max-children", str(args.max_children),
-                      timeout=args.timeout_per_file)
+        code, out = mutmut(work, "run", "--max-children", str(args.max_children),
+                           timeout=args.timeout_per_file)
         elapsed = time.monotonic() - t0
-        if proc.returncode != 0:
-            print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
-        status = outcomes(work, target.source)
+        if code is None:
+            print(f"{name}: stopped after {args.timeout_per_file:.0f} s; counts so far")
+        elif code != 0:
+            print(out[-3000:])
+        meta = work / "mutants" / (target.source + ".meta")
+        status = outcomes(work, target.source) if meta.exists() else {}
         survivors = sorted(k for k, v in status.items() if v == "survived")
         diffs = {}
         if not args.list_survivors_only:
             for m in survivors:
-                diffs[m] = mutmut(work, "show", m).stdout.strip()
-    except subprocess.TimeoutExpired:
-        elapsed = time.monotonic() - t0
-        status, survivors, diffs = {}, [], {}
-        print(f"{name}: stopped after {args.timeout_per_file} s")
+                diffs[m] = mutmut(work, "show", m)[1].strip()
     finally:
         if args.keep:
             print(f"{name}: kept {work}")
