@@ -92,7 +92,7 @@ TARGETS: dict[str, Target] = {
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests",
           34: "skipped", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout",
           255: "timeout", 37: "type check", -11: "segfault", -9: "segfault", None: "not run"}
-COLUMNS = ("killed", "survived", "timeout", "no tests", "other")
+COLUMNS = ("killed", "survived", "timeout", "no tests", "not run", "other")
 
 
 def mutmut_section(target: Target) -> str:
