@@ -54,6 +54,17 @@ METHOD_TESTS = (
     "tests/test_method_constants.py",
 )
 
+#: The tests of test_cli.py that run ``predict`` (not the demo's simulated data sets).
+CLI_PREDICT_TESTS = (
+    "test_predict_finds_planted_events",
+    "test_max_windows_one_gives_the_top_window",
+    "test_system1_without_neutral_is_a_clear_error",
+    "test_bad_inputs_exit_nonzero_with_one_line",
+    "test_predict_writes_its_settings_and_evaluate_reads_them",
+    "test_library_errors_say_what_is_missing_without_flags",
+    "test_window_baseline_system",
+)
+
 
 @dataclass(frozen=True)
 class Target:
@@ -76,7 +87,7 @@ TARGETS: dict[str, Target] = {
                       ("tests/test_evaluate.py", "tests/test_properties.py")),
     "dataset": Target("src/audiomoment/pipelines/dataset.py",
                       ("tests/test_dataset_runner.py", "tests/test_cli_config.py",
-                       "tests/test_cli.py")),
+                       *(f"tests/test_cli.py::{name}" for name in CLI_PREDICT_TESTS))),
     "config": Target("src/audiomoment/config.py",
                      ("tests/test_method_constants.py", "tests/test_cli_config.py",
                       "tests/test_neutral.py")),
@@ -97,7 +108,7 @@ COLUMNS = ("killed", "survived", "timeout", "no tests", "not run", "other")
 
 def mutmut_section(target: Target) -> str:
     """The ``[tool.mutmut]`` section for one target, as TOML text."""
-    tests = [t for t in target.tests if (REPO / t).exists()]
+    tests = [t for t in target.tests if (REPO / t.split("::")[0]).exists()]
     deselect = [a for t in SLOW_TESTS if t.split("::")[0] in tests for a in ("--deselect", t)]
     args = ["-p", "no:cacheprovider", "-x", "-q", *deselect]
     return (
