@@ -387,6 +387,54 @@ def test_damaged_segment_falls_back_with_a_note(tiny_dataset: dict, tmp_path: Pa
     assert len(run.notes) == 1 and "feature-store segment" in run.notes[0]
 
 
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_traces_taken_a_chunk_at_a_time_give_the_same_bytes(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, system: int | str
+) -> None:
+    """The store computes each batch's traces when the batch is localised; one query per
+    batch must give the bytes of one batch for all, and a chunk never holds more traces
+    than its batch."""
+    cache = tmp_path / "cache"
+    expected = _bytes(_predict(tiny_dataset, system, None), tmp_path / "ref.jsonl")
+    sizes: list[int] = []
+    take = ds.StoredTraces.take
+
+    def counting_take(self, indices):  # type: ignore[no-untyped-def]
+        sizes.append(len(indices))
+        return take(self, indices)
+
+    monkeypatch.setattr(ds.StoredTraces, "take", counting_take)
+    monkeypatch.setitem(ds.BATCH_QUERIES, "fast", 1)
+    run = _predict(tiny_dataset, system, cache)
+    assert _bytes(run, tmp_path / "chunked.jsonl") == expected
+    assert sizes == [1, 1, 1] and not run.notes
+
+
+def test_a_store_that_fails_between_batches_falls_back_with_a_note(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    reference = _predict(tiny_dataset, 1, None)
+    expected = _bytes(reference, tmp_path / "ref.jsonl")
+    take = ds.StoredTraces.take
+    calls: list[int] = []
+
+    def failing_take(self, indices):  # type: ignore[no-untyped-def]
+        calls.append(len(indices))
+        if len(calls) == 2:
+            raise fs.StoreUnavailable("/cache/segment.npy: unreadable feature-store segment")
+        return take(self, indices)
+
+    monkeypatch.setattr(ds.StoredTraces, "take", failing_take)
+    monkeypatch.setitem(ds.BATCH_QUERIES, "fast", 2)
+    run = _predict(tiny_dataset, 1, cache)
+    assert calls == [2, 1]  # the second batch failed: the run starts again from the files
+    assert _bytes(run, tmp_path / "fallback.jsonl") == expected
+    assert (run.n_fallback, run.n_degenerate) == (reference.n_fallback, reference.n_degenerate)
+    assert run.notes == ["/cache/segment.npy: unreadable feature-store segment; read the "
+                         "feature files directly instead"]
+
+
 def test_writer_refuses_rows_of_the_wrong_type(tmp_path: Path) -> None:
     with fs.FeatureStore(tmp_path / "s").writer() as w, pytest.raises(TypeError):
         w.commit([("abc", np.zeros((2, 4), np.float32))], [], [])

@@ -535,6 +535,51 @@ def _ingest(
     ingest.commit()
 
 
+class ListedTraces:
+    """Traces computed beforehand (annotation order); each is handed out once."""
+
+    def __init__(self, traces: list[Trace | None]) -> None:
+        self.traces = traces
+
+    def take(self, indices: Sequence[int]) -> list[Trace]:
+        out = []
+        for i in indices:
+            trace, self.traces[i] = self.traces[i], None
+            out.append(trace)
+        return out  # type: ignore[return-value]
+
+
+class StoredTraces:
+    """Traces computed from the feature store's mapped rows when a chunk of queries asks for
+    them, so a run holds one chunk's traces at a time whatever the number of queries and the
+    length of the recordings.
+
+    ``audio_sha``, ``text_sha``: per annotation row, the content of its recording's and its
+    query's feature file. ``n_twice``: the unit neutral embedding (System 1) or None.
+    A query's trace is (T, 1024) rows . (unit query - n): the same products, in the same
+    order, as computing every trace first.
+    """
+
+    def __init__(self, snap: StoreSnapshot, audio_sha: list[str], text_sha: list[str],
+                 n_twice: NDArray[np.float64] | None) -> None:
+        self.snap, self.audio_sha, self.text_sha = snap, audio_sha, text_sha
+        self.n_twice = n_twice
+
+    def take(self, indices: Sequence[int]) -> list[Trace]:
+        """The traces of annotation rows ``indices``; maps of segments are dropped after."""
+        out = []
+        used = set()
+        for i in indices:
+            audio = self.snap.array(AUDIO, self.audio_sha[i])
+            q = l2_normalize(self.snap.array(TEXT, self.text_sha[i]))
+            out.append(audio @ (q if self.n_twice is None else q - self.n_twice))
+            used.add(self.snap.rows[(AUDIO, self.audio_sha[i])].segment)
+            used.add(self.snap.rows[(TEXT, self.text_sha[i])].segment)
+        for segment in used:
+            self.snap.release(segment)
+        return out
+
+
 def _store_traces(
     annotations: Sequence[Mapping],
     features_dir: str | os.PathLike[str],
@@ -545,12 +590,14 @@ def _store_traces(
     timings: dict[str, float],
     disable: bool | None,
     notes: list[str],
-) -> tuple[list[Trace | None], int] | None:
-    """:func:`_all_traces` through the feature store; None (and a line in ``notes``) when
-    the store cannot be used and the files must be read directly.
+) -> tuple[StoredTraces, int] | None:
+    """The traces of :func:`_all_traces` through the feature store, computed when asked
+    for (:class:`StoredTraces`), and the number of recordings with more frames than their
+    duration covers; None (and a line in ``notes``) when the store cannot be used and the
+    files must be read directly.
 
     Adds seconds to ``timings``: load (stat, manifest), projection (storing what the store
-    lacks), traces (the products over the mapped rows).
+    lacks).
     """
     t0 = time.perf_counter()
     store = FeatureStore(feature_store_dir(cache_dir, heads))
@@ -572,33 +619,19 @@ def _store_traces(
     t2 = time.perf_counter()
 
     n_twice = None if neutral is None else l2_normalize(neutral)
-    audio_sha = [plan.sha[plan.audio[vid]] for vid in groups]
-    last_use = {snap.rows[(AUDIO, sha)].segment: g for g, sha in enumerate(audio_sha)}
-    traces: list[Trace | None] = [None] * len(annotations)
+    audio_sha: list[str] = [""] * len(annotations)
     n_past = 0
-    try:
-        for g, indices in enumerate(tqdm(groups.values(), desc="recordings", unit="rec",
-                                         disable=disable)):
-            # (T, 1024) float64: what query_trace multiplies, normalised twice at ingest
-            audio = snap.array(AUDIO, audio_sha[g])
-            if audio.shape[0] > frames_covering(float(annotations[indices[0]]["duration"]),
-                                                config.hop_s):
-                n_past += 1
-            for i in indices:
-                q = l2_normalize(snap.array(TEXT, plan.sha[plan.text[i]]))
-                traces[i] = audio @ (q if n_twice is None else q - n_twice)
-            segment = snap.rows[(AUDIO, audio_sha[g])].segment
-            if last_use[segment] == g:
-                del audio
-                snap.release(segment)
-    except StoreUnavailable as exc:
-        notes.append(f"{exc}; read the feature files directly instead")
-        return None
-    t3 = time.perf_counter()
+    for vid, indices in groups.items():
+        sha = plan.sha[plan.audio[vid]]
+        if snap.rows[(AUDIO, sha)].n_rows > frames_covering(
+                float(annotations[indices[0]]["duration"]), config.hop_s):
+            n_past += 1
+        for i in indices:
+            audio_sha[i] = sha
+    text_sha = [plan.sha[path] for path in plan.text]
     timings["load"] += t1 - t0
     timings["projection"] += t2 - t1
-    timings["traces"] += t3 - t2
-    return traces, n_past
+    return StoredTraces(snap, audio_sha, text_sha, n_twice), n_past
 
 
 def predict_dataset(
@@ -640,39 +673,61 @@ def predict_dataset(
     disable = None if progress is None else not progress
     timings = dict.fromkeys(STAGES, 0.0)
     notes: list[str] = []
-    stored = None
     if feature_store and cache_dir is not None:
         stored = _store_traces(annotations, features_dir, heads, neutral_vec, cache_dir,
                                config, timings, disable, notes)
-    if stored is None:
-        timings = dict.fromkeys(STAGES, 0.0)
-        cache = projection_cache(cache_dir, heads.get("audio") if heads else None)
-        stored = _all_traces(
-            annotations, features_dir, heads, neutral_vec, cache, config, timings, disable
-        )
-    traces, n_past = stored
+        if stored is not None:
+            try:
+                return _localise_all(annotations, system, stored[0], stored[1], config,
+                                     timings, notes, keep_results, disable)
+            except StoreUnavailable as exc:
+                notes.append(f"{exc}; read the feature files directly instead")
+    timings = dict.fromkeys(STAGES, 0.0)
+    cache = projection_cache(cache_dir, heads.get("audio") if heads else None)
+    traces, n_past = _all_traces(
+        annotations, features_dir, heads, neutral_vec, cache, config, timings, disable
+    )
+    return _localise_all(annotations, system, ListedTraces(traces), n_past, config, timings,
+                         notes, keep_results, disable)
 
-    t0 = time.perf_counter()
+
+def _localise_all(
+    annotations: Sequence[Mapping],
+    system: int | str,
+    source: ListedTraces | StoredTraces,
+    n_past: int,
+    config: LocalizeConfig,
+    timings: dict[str, float],
+    notes: list[str],
+    keep_results: bool,
+    disable: bool | None,
+) -> PredictionRun:
+    """Localise every query, a batch at a time in annotation order, taking each batch's
+    traces from ``source`` just before (adds seconds to ``timings``: traces, localisation).
+    """
     batch = BATCH_QUERIES[config.engine]
     run = PredictionRun(rows=[], n_past_duration=n_past, timings_s=timings, notes=notes)
+    timings["localisation"] = 0.0
     with tqdm(total=len(annotations), desc="localising", unit="query", disable=disable) as bar:
         for start in range(0, len(annotations), batch):
             chunk = range(start, min(start + batch, len(annotations)))
+            t0 = time.perf_counter()
+            batch_traces = source.take(chunk)
+            t1 = time.perf_counter()
+            batch_rows = [annotations[i] for i in chunk]
             if system == "window":
-                for i in chunk:
-                    trace, traces[i] = traces[i], None
-                    run.rows.append(window_baseline_row(annotations[i], trace, config))  # type: ignore[arg-type]
+                for row, trace in zip(batch_rows, batch_traces, strict=True):
+                    run.rows.append(window_baseline_row(row, trace, config))
             else:
-                batch_rows = [annotations[i] for i in chunk]
-                batch_traces = [traces[i] for i in chunk]
-                rows, results = localised_rows(batch_rows, batch_traces, config)  # type: ignore[arg-type]
+                rows, results = localised_rows(batch_rows, batch_traces, config)
                 run.rows.extend(rows)
                 for i, result in zip(chunk, results, strict=True):
                     run.n_fallback += result.fallback
                     run.n_degenerate += result.degenerate
                     if keep_results:
                         run.results[qid_key(annotations[i]["qid"])] = result
-                    traces[i] = None
+            del batch_traces
+            timings["traces"] += t1 - t0
+            timings["localisation"] += time.perf_counter() - t1
             bar.update(len(chunk))
-    timings["localisation"] = time.perf_counter() - t0
     return run
