@@ -19,7 +19,8 @@ Requests name recordings by their integer id in the index, never by path; the on
 opened are the index's own (read-only) and the indexed sources of recordings with audio.
 Every request body is bounded (:class:`~audiomoment.server.config.Limits`), a Host header
 other than a loopback name is refused when the server is bound to loopback, and errors are
-JSON ``{"detail": ...}`` with a 4xx status.
+JSON ``{"detail": "<one line>"}`` with a 4xx status (invalid fields as ``field: what is wrong``,
+never the input repeated back).
 """
 
 
@@ -28,13 +29,15 @@ import os
 import tempfile
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from numpy.typing import NDArray
@@ -75,6 +78,8 @@ SECURITY_HEADERS = [
      b"script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
      b"frame-ancestors 'none'; form-action 'self'"),
 ]
+#: Largest recording id (the index's ids are SQLite's 64-bit integers).
+MAX_ID = 2**63 - 1
 FEATURES_ONLY_NOTE = "indexed from features alone: there is no audio file to play"
 NO_QUERY_NOTE = "unknown query_id (the server keeps the queries of recent searches): search again"
 
@@ -83,9 +88,9 @@ NO_QUERY_NOTE = "unknown query_id (the server keeps the queries of recent search
 
 
 class ErrorBody(BaseModel):
-    """Every error: a sentence, or FastAPI's list of invalid fields."""
+    """Every error: one line naming the field (or the thing) at fault and what is wrong."""
 
-    detail: str | list[Any]
+    detail: str
 
 
 class MomentOut(BaseModel):
@@ -269,6 +274,26 @@ class Guard:
 # ---------------------------------------------------------------------- helpers
 
 
+def validation_message(errors: Sequence[Any], shown: int = 3) -> str:
+    """One line for FastAPI's list of invalid fields: ``field: what is wrong`` for the first
+    ``shown`` of them (the input itself is never repeated back)."""
+    parts = []
+    for error in errors[:shown]:
+        loc = [str(p) for p in error.get("loc", ())]
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "")
+            parts.append(f"body: invalid JSON ({reason})" if reason else "body: invalid JSON")
+            continue
+        field = ".".join(loc[1:]) or (loc[0] if loc else "request")
+        msg = " ".join(str(error.get("msg", "invalid")).split())[:200]
+        if "Expected UploadFile" in msg:  # a form field where a file was expected
+            msg = "expected an uploaded file (a multipart part with a filename)"
+        parts.append(f"{field}: {msg}")
+    if len(errors) > shown:
+        parts.append(f"and {len(errors) - shown} more")
+    return "; ".join(parts) or "invalid request"
+
+
 def recording_out(rec: Recording) -> dict[str, Any]:
     return {
         "id": rec.id, "name": rec.name, "duration_s": round(rec.duration_s, 4),
@@ -367,6 +392,10 @@ def create_app(config: ServerConfig, encoder: QueryEncoder | None = None) -> Fas
     async def _input_error(_: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_message(exc.errors())}, status_code=422)
+
     @app.exception_handler(Unavailable)
     async def _unavailable(_: Request, exc: Unavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
@@ -440,8 +469,10 @@ def create_app(config: ServerConfig, encoder: QueryEncoder | None = None) -> Fas
         return {"total": len(snap), "offset": offset, "limit": limit,
                 "generation": snap.generation, "items": [recording_out(r) for r in items]}
 
+    id_path = Annotated[int, PathParam(ge=0, le=MAX_ID, description="a recording of the index")]
+
     @app.get("/api/recordings/{recording_id}", response_model=RecordingOut, responses=errors)
-    def one_recording(recording_id: int) -> dict[str, Any]:
+    def one_recording(recording_id: id_path) -> dict[str, Any]:
         """One recording by id."""
         return recording_out(recording(snapshot(), recording_id))
 
@@ -466,7 +497,8 @@ def create_app(config: ServerConfig, encoder: QueryEncoder | None = None) -> Fas
 
     @app.get("/api/search/like", response_model=SearchOut, responses=errors)
     def search_like(
-        recording_id: Annotated[int, Query(description="a recording of the index")],
+        recording_id: Annotated[int, Query(ge=0, le=MAX_ID,
+                                           description="a recording of the index")],
         start: Annotated[float | None, Query(ge=0, allow_inf_nan=False,
                                              description="seconds")] = None,
         end: Annotated[float | None, Query(gt=0, allow_inf_nan=False,
@@ -538,6 +570,7 @@ def create_app(config: ServerConfig, encoder: QueryEncoder | None = None) -> Fas
                              f"{snap.spec.dim}-d embeddings")
         if not np.all(np.isfinite(vector)) or not np.any(vector):
             raise InputError("vector: must be finite and non-zero")
+        vector = vector / np.max(np.abs(vector))  # in [-1, 1]: the norm cannot overflow
         vector = (vector / np.linalg.norm(vector)).astype(np.float32)
         return answer(snap, body.label or "embedding", vector, body.system, body.top,
                       body.ranking, t0)
@@ -546,7 +579,7 @@ def create_app(config: ServerConfig, encoder: QueryEncoder | None = None) -> Fas
 
     @app.get("/api/recordings/{recording_id}/trace", response_model=TraceOut, responses=errors)
     def trace(
-        recording_id: int,
+        recording_id: id_path,
         query_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{24}$",
                                               description="from a search's answer")] = None,
         q: Annotated[str | None, Query(min_length=1, max_length=limits.query_chars,
@@ -573,7 +606,7 @@ def create_app(config: ServerConfig, encoder: QueryEncoder | None = None) -> Fas
              responses={**errors, 200: {"content": {"audio/wav": {}},
                                         "description": "WAV bytes"}})
     def clip(
-        recording_id: int,
+        recording_id: id_path,
         start: Annotated[float, Query(ge=0, allow_inf_nan=False, description="seconds")],
         end: Annotated[float, Query(gt=0, allow_inf_nan=False, description="seconds")],
         context: Annotated[float | None, Query(ge=0, le=limits.context_s,
@@ -606,7 +639,7 @@ def create_app(config: ServerConfig, encoder: QueryEncoder | None = None) -> Fas
                         206: {"content": {"audio/wav": {}}, "description": "a byte range"},
                         416: {"model": ErrorBody}})
     def audio(
-        recording_id: int,
+        recording_id: id_path,
         range: Annotated[str | None, Header(max_length=200)] = None,
     ) -> Response:
         """The recording as 16-bit WAV at its own rate, with byte ranges (for players)."""
