@@ -300,6 +300,37 @@ def test_text_search_raw_query_strings(client: TestClient, check: Checker) -> No
     alive(client)
 
 
+@FUZZ
+@given(offset=st.one_of(st.none(), NUMBERS, st.sampled_from([2**31, 2**31 + 1])),
+       limit=st.one_of(st.none(), NUMBERS, st.sampled_from([500, 501])))
+def test_recordings_pages(client: TestClient, check: Checker, offset: Any, limit: Any) -> None:
+    params = {name: _param(v) for name, v in (("offset", offset), ("limit", limit))
+              if v is not None}
+    r = client.get("/api/recordings", params=params)
+    offset_ok = offset is None or (_int_like(offset) is not None and 0 <= offset <= 2**31)
+    limit_ok = limit is None or (_int_like(limit) is not None and 1 <= limit <= 500)
+    if offset_ok and limit_ok:
+        assert r.status_code == 200, (params, r.text[:200])
+        first = 0 if offset is None else offset
+        count = 50 if limit is None else limit
+        assert len(r.json()["items"]) == max(0, min(4 - first, count))
+    elif any(isinstance(v, float) and v.is_integer() for v in (offset, limit)):
+        check.any(r)
+    else:
+        fields = tuple(n for n, ok in (("offset", offset_ok), ("limit", limit_ok)) if not ok)
+        check.response(r, fields=fields, statuses=(422,))
+
+
+def test_host_headers(client: TestClient, check: Checker) -> None:
+    for host in (b"", b"evil.example", b"127.0.0.1.evil.example", b"localhost.", b"[::1",
+                 b"\xff\xfe", b"127.0.0.1 ", b"localhost@evil", b"0x7f000001", b"a" * 5000):
+        out = asgi(client.app, "GET", b"/api/status", [(b"host", host)])
+        if host in (b"127.0.0.1 ",):  # surrounding spaces are not part of the name
+            assert out["status"] == 200
+            continue
+        check.error(out["status"], out["headers"], out["body"], ("Host",), (400,))
+
+
 # ---------------------------------------------------------------------- recording ids
 
 #: Recording ids that name nothing: beyond int64, negative, path-like, names, encoded.
@@ -499,7 +530,27 @@ def _huge_header(wav: bytes) -> bytes:
         "<I", 0xFFFFFFF0) + wav[44:]
 
 
+def _wav_header(sr: int, channels: int, bits: int, data_bytes: int) -> bytes:
+    """A PCM WAV header with any field values, valid or not."""
+    block = channels * bits // 8
+    return (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE" + b"fmt "
+            + struct.pack("<IHHIIHH", 16, 1, channels, sr, sr * block, block, bits)
+            + b"data" + struct.pack("<I", data_bytes))
+
+
+def _float_wav(value: float) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, np.full(32000, value, dtype=np.float32), 16000, format="WAV",
+             subtype="FLOAT")
+    return buf.getvalue()
+
+
 UPLOADS: list[tuple[str, bytes, str]] = [
+    ("no channels", _wav_header(16000, 0, 16, 100) + bytes(100), "decode"),
+    ("rate zero", _wav_header(0, 1, 16, 100) + bytes(100), "decode"),
+    ("zero bits", _wav_header(16000, 1, 0, 100) + bytes(100), "decode"),
+    ("NaN samples", _float_wav(math.nan), "NaN"),
+    ("infinite samples", _float_wav(math.inf), "infinite"),
     ("empty", b"", "empty"),
     ("one byte", b"R", "decode"),
     ("truncated header", GOOD[:20], "decode"),
@@ -531,7 +582,9 @@ def test_uploads_that_are_odd_but_usable(client: TestClient, check: Checker) -> 
     # a header claiming ~4 GiB over 2 s of samples: the samples present are used
     for data, form in [(_huge_header(GOOD), {}), (GOOD, {"start": "1.5", "end": "1.6"}),
                        (wav_bytes(2.0, 8000, "FLOAT"), {"system": "2", "ranking": "report"}),
-                       (GOOD + b"\0" * 1000, {})]:
+                       (GOOD + b"\0" * 1000, {}),
+                       (_wav_header(2, 1, 16, 4) + b"\x10\x00" * 2, {}),  # 2 Hz, 1 s
+                       (_wav_header(8000, 8, 16, 8 * 2 * 8000) + bytes(8 * 2 * 8000), {})]:
         r = client.post("/api/search/clip", files={"file": ("x.wav", data, "audio/wav")},
                         data=form)
         assert r.status_code == 200, r.text
