@@ -15,7 +15,9 @@ What it does
 2. Runs the whole command ``audiomoment predict --system 1`` on growing shares of the queries
    (``--steps``, e.g. 25,000 / 50,000 / 100,000 of them, every recording kept), each time
    cold (an empty cache folder: every feature file read, projected and stored) and then warm
-   (the same cache), as a subprocess: wall seconds and peak RSS (``/usr/bin/time``). Checks
+   (the same cache), as a subprocess: wall seconds, peak RSS (the kernel's, from
+   ``wait4``) and the largest sampled anonymous (RssAnon) and file-backed (RssFile: touched
+   pages of the memory-mapped feature store, reclaimable page cache) parts. Checks
    that the output holds one valid row per query, and that the warm output equals the cold
    one byte for byte. Memory per query is the slope of peak RSS over the steps.
 
@@ -25,7 +27,7 @@ What it does
    whole ``audiomoment search --db DB --query-embedding q.npy --json`` calls one after the
    other (distinct queries of the archive's caption pool, Systems 1 and 2 alternating):
    per-call latency (median, 95th percentile, max), the wall time of the whole round,
-   queries per second, the largest peak RSS of a call (``/usr/bin/time``), failures, and
+   queries per second, the largest peak RSS of a call (``wait4``), failures, and
    whether every answer equals the answer of the same query made alone.
 
 Usage::
@@ -62,18 +64,49 @@ def audiomoment_exe() -> str:
     return str(Path(sys.executable).with_name("audiomoment"))
 
 
-def run_measured(cmd: Sequence[str]) -> tuple[float, float, str]:
-    """Run ``cmd``: (wall seconds, peak RSS MiB from /usr/bin/time, stdout). Exits on failure."""
+def _rss_parts(pid: int) -> tuple[int, int]:
+    """(RssAnon, RssFile) of a running process, KiB (0, 0 once it is gone)."""
+    anon = file = 0
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("RssAnon:"):
+                    anon = int(line.split()[1])
+                elif line.startswith("RssFile:"):
+                    file = int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return anon, file
+
+
+def run_measured(cmd: Sequence[str], every_s: float = 0.01) -> tuple[float, dict[str, float],
+                                                                       str]:
+    """Run ``cmd``: (wall seconds, memory MiB, stdout). Memory: ``peak`` (the kernel's
+    maximum resident set size of the process, from wait4), and the largest sampled
+    ``anon`` (RssAnon: what the process allocated) and ``file`` (RssFile: pages of mapped
+    files it touched, page cache that the kernel can reclaim). Exits on failure."""
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
-        rss_file = Path(tmp) / "rss"
-        t0 = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *cmd],
-                              capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n"
-                             f"{proc.stderr[-2000:]}")
-        return wall, int(rss_file.read_text().split()[-1]) / 1024.0, proc.stdout
+        out_path, err_path = Path(tmp) / "out", Path(tmp) / "err"
+        with out_path.open("wb") as out, err_path.open("wb") as err:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(list(cmd), stdout=out, stderr=err)
+            anon = file = 0
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                a, f = _rss_parts(proc.pid)
+                anon, file = max(anon, a), max(file, f)
+                time.sleep(every_s)
+            wall = time.perf_counter() - t0
+        code = os.waitstatus_to_exitcode(status)
+        proc.returncode = code
+        if code != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed (exit {code}):\n"
+                             f"{err_path.read_text(errors='replace')[-2000:]}")
+        memory = {"peak": usage.ru_maxrss / 1024.0, "anon": anon / 1024.0,
+                  "file": file / 1024.0}
+        return wall, memory, out_path.read_text()
 
 
 # ---------------------------------------------------------------------------- predict
@@ -143,7 +176,8 @@ def predict_load(args: argparse.Namespace) -> None:
         rows = [json.loads(line) for line in handle]
     steps = sorted({min(s, len(rows)) for s in args.steps})
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'queries':>8} {'run':>5} {'wall s':>8} {'peak RSS MiB':>13} {'queries/s':>10}")
+    print(f"{'queries':>8} {'run':>5} {'wall s':>8} {'queries/s':>10} {'peak RSS MiB':>13} "
+          f"{'anon MiB':>9} {'file MiB':>9}")
     peaks = []
     for n in steps:
         sub = args.workdir / f"annotations_{n}.jsonl"
@@ -160,12 +194,13 @@ def predict_load(args: argparse.Namespace) -> None:
                    "--features", str(paths["features"]), "--checkpoint",
                    str(paths["checkpoint"]), "--neutral-embedding", str(paths["neutral"]),
                    "--system", "1", "--out", str(out), "--cache-dir", str(cache)]
-            wall, rss, _ = run_measured(cmd)
+            wall, mem, _ = run_measured(cmd)
             check_predictions(out, chosen)
             outs[run] = out.read_bytes()
-            print(f"{n:>8} {run:>5} {wall:>8.1f} {rss:>13.0f} {n / wall:>10.0f}")
+            print(f"{n:>8} {run:>5} {wall:>8.1f} {n / wall:>10.0f} {mem['peak']:>13.0f} "
+                  f"{mem['anon']:>9.0f} {mem['file']:>9.0f}")
             if run == "warm":
-                peaks.append((n, rss))
+                peaks.append((n, mem["peak"]))
         if outs["cold"] != outs["warm"]:
             raise SystemExit(f"{n} queries: the warm predictions differ from the cold ones")
     if len(peaks) >= 2:
@@ -222,7 +257,8 @@ def search_load(args: argparse.Namespace) -> None:
                 for c in range(args.calls):
                     i = k * args.calls + c
                     try:
-                        wall, peak, out = run_measured(command(i))
+                        wall, mem, out = run_measured(command(i))
+                        peak = mem["peak"]
                     except SystemExit as exc:
                         with lock:
                             failures.append(str(exc))

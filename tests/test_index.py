@@ -434,6 +434,50 @@ def test_killed_run_keeps_its_commits_and_resumes(
     assert segment_files(db) == set(final.segments)
 
 
+def test_killed_at_random_moments_the_index_opens_answers_and_resumes(
+    tmp_path: Path, resume_folder: tuple[Path, Snapshot]
+) -> None:
+    """SIGKILL at six random moments of a run's work (between the index's creation and the
+    run's end: embedding, commits), each into an index of its own: after every kill the
+    index opens, holds only whole recordings equal to their files' embeddings and answers a
+    search, and a resumed run ends where an uninterrupted run ends."""
+    import random
+
+    folder, full = resume_folder
+    expected_rows = {r.name: np.asarray(full.embeddings(r)) for r in full.recordings}
+    timed = tmp_path / "timed"
+    started = time.monotonic()
+    child = _start_child("audio", "none", 0, timed, folder, tmp_path / "never")
+    while not (timed / "manifest.sqlite").exists() and child.poll() is None:
+        time.sleep(0.002)
+    created = time.monotonic() - started
+    assert child.wait(timeout=300) == 0
+    whole = time.monotonic() - started
+
+    query = unit(np.random.default_rng(8).normal(size=TEST_SPEC.dim))
+    rng = random.Random(1)
+    for k in range(6):
+        db = tmp_path / f"db{k}"
+        moment = rng.uniform(created, created + 0.8 * (whole - created))
+        child = _start_child("audio", "none", 0, db, folder, tmp_path / "never")
+        time.sleep(moment)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        if not (db / "manifest.sqlite").exists():
+            continue  # killed before the index was created (a slow start)
+        snap = ArchiveIndex(db).snapshot()
+        for rec in snap.recordings:
+            np.testing.assert_array_equal(np.asarray(snap.embeddings(rec)),
+                                          expected_rows[rec.name])
+        if snap.recordings:
+            found = search_archive(snap, query, system=2, top=3)
+            assert found.moments and all(m.recording in expected_rows for m in found.moments)
+        report = index_audio([folder], db, CountingEmbedder(), progress=False,
+                             neutral=neutral_vector(TEST_SPEC.dim))
+        assert report.failed == [] and report.unchanged == len(snap.recordings)
+        assert_same_content(ArchiveIndex(db).snapshot(), full)
+
+
 def test_killed_before_a_replaced_segment_is_dropped(
     tmp_path: Path, resume_folder: tuple[Path, Snapshot]
 ) -> None:

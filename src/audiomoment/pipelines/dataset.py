@@ -566,18 +566,26 @@ class StoredTraces:
         self.n_twice = n_twice
 
     def take(self, indices: Sequence[int]) -> list[Trace]:
-        """The traces of annotation rows ``indices``; maps of segments are dropped after."""
-        out = []
-        used = set()
-        for i in indices:
+        """The traces of annotation rows ``indices``, computed segment by segment of the
+        recordings' rows, each segment's map dropped after its last use (the mapped pages a
+        chunk touches stay within one audio segment and the chunk's query rows)."""
+        rows = self.snap.rows
+        segment = [rows[(AUDIO, self.audio_sha[i])].segment for i in indices]
+        order = sorted(range(len(indices)), key=segment.__getitem__)
+        out: list[Trace | None] = [None] * len(indices)
+        text_segments = set()
+        for pos, k in enumerate(order):
+            i = indices[k]
             audio = self.snap.array(AUDIO, self.audio_sha[i])
             q = l2_normalize(self.snap.array(TEXT, self.text_sha[i]))
-            out.append(audio @ (q if self.n_twice is None else q - self.n_twice))
-            used.add(self.snap.rows[(AUDIO, self.audio_sha[i])].segment)
-            used.add(self.snap.rows[(TEXT, self.text_sha[i])].segment)
-        for segment in used:
-            self.snap.release(segment)
-        return out
+            out[k] = audio @ (q if self.n_twice is None else q - self.n_twice)
+            text_segments.add(rows[(TEXT, self.text_sha[i])].segment)
+            if pos + 1 == len(order) or segment[order[pos + 1]] != segment[k]:
+                del audio
+                self.snap.release(segment[k])
+        for name in text_segments:
+            self.snap.release(name)
+        return out  # type: ignore[return-value]
 
 
 def _store_traces(
