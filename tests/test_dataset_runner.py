@@ -92,3 +92,64 @@ def test_the_window_baseline_counts_nothing(tmp_path: Path):
     annotations = read_annotations(write_dataset(tmp_path))
     run = predict_dataset(annotations, tmp_path / "FEATURES", system="window", progress=False)
     assert (run.n_fallback, run.n_degenerate, run.n_past_duration) == (0, 0, 1)
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+@pytest.mark.parametrize("feature_store", [True, False])
+def test_system1_traces_are_the_background_contrast(tmp_path: Path, feature_store: bool):
+    """System 1's trace is a_t . (q - n), every vector unit length, computed here from the
+    files by hand."""
+    annotations = read_annotations(write_dataset(tmp_path))
+    neutral = np.random.default_rng(9).normal(size=DIM)
+    run = predict_dataset(annotations, tmp_path / "FEATURES", system=1, neutral=neutral,
+                          progress=False, keep_results=True, feature_store=feature_store,
+                          cache_dir=tmp_path / "cache" if feature_store else None)
+    feats = tmp_path / "FEATURES"
+    for row in annotations:
+        audio = np.load(feats / "clap" / f"{row['vid']}.npz")["features"].astype(np.float64)
+        query = np.load(feats / "clap_text" / f"{row['qid']}.npz")["last_hidden_state"][-1]
+        a = audio / np.linalg.norm(audio, axis=1, keepdims=True)
+        expected = a @ (unit(query.astype(np.float64)) - unit(neutral))
+        np.testing.assert_allclose(run.results[row["qid"]].trace, expected, rtol=0, atol=1e-12)
+
+
+def test_the_window_baseline_follows_the_configuration(tmp_path: Path):
+    from audiomoment.config import LocalizeConfig
+
+    annotations = read_annotations(write_dataset(tmp_path))
+    # frames of 0.5 s: rec_event's event (windows 8..11) lies at 4-6 s; one window each
+    run = predict_dataset(annotations, tmp_path / "FEATURES", system="window", progress=False,
+                          config=LocalizeConfig(hop_s=0.5, max_windows=1))
+    windows = {row["qid"]: row["pred_relevant_windows"] for row in run.rows}
+    assert all(len(w) == 1 for w in windows.values())
+    start, end = windows["q_event"][0][:2]
+    assert 3.0 <= start <= 4.0 and 6.0 <= end <= 7.0
+    # 20 windows of 0.5 s cover 10 s, within the 20-s duration; rec_past's 10 windows cover
+    # 5 s, past its 4.2 s: its windows are clipped there
+    assert all(w[0][1] <= row["duration"] for w, row in
+               zip(windows.values(), annotations, strict=True))
+    assert run.n_past_duration == 1
+
+
+def test_projected_recordings_are_cached_by_file_content(tiny_dataset, tmp_path: Path):
+    """Without the feature store, 768-d recordings are projected once and kept under the
+    SHA-256 of their feature file's bytes."""
+    import hashlib
+
+    from audiomoment.clap.checkpoint import load_projection_heads
+
+    annotations = read_annotations(tiny_dataset["annotations"])
+    heads = load_projection_heads(tiny_dataset["checkpoint"])
+    cache = tmp_path / "cache"
+    run = predict_dataset(annotations, tiny_dataset["features"], system=2, heads=heads,
+                          cache_dir=cache, feature_store=False, progress=False)
+    names = sorted(p.stem for p in cache.rglob("*.npy"))
+    expected = sorted(hashlib.sha256(p.read_bytes()).hexdigest()
+                      for p in (tiny_dataset["features"] / "clap").glob("*.npz"))
+    assert names == expected
+    again = predict_dataset(annotations, tiny_dataset["features"], system=2, heads=heads,
+                            cache_dir=cache, feature_store=False, progress=False)
+    assert again.rows == run.rows
