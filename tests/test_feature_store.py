@@ -295,7 +295,7 @@ def test_ingest_interrupted_between_commits_keeps_a_usable_store(
     _age_files(tiny_dataset["features"])
     cache = tmp_path / "cache"
     expected = _bytes(_predict(tiny_dataset, 1, None), tmp_path / "ref.jsonl")
-    monkeypatch.setattr(ds, "STORE_BATCH_ROWS", 1)  # commit after every recording
+    monkeypatch.setattr(ds, "STORE_BATCH_ROWS", 1)  # commit after every recording and query
     real = ds.recording_embeddings
 
     def second_fails(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -306,7 +306,8 @@ def test_ingest_interrupted_between_commits_keeps_a_usable_store(
     monkeypatch.setattr(ds, "recording_embeddings", second_fails)
     with pytest.raises(RuntimeError, match="killed"):
         _predict(tiny_dataset, 1, cache)
-    assert _n_rows(cache) == {fs.AUDIO: 1, fs.TEXT: 0}  # rec_a committed, nothing partial
+    # rec_a and its two queries committed, nothing of rec_b
+    assert _n_rows(cache) == {fs.AUDIO: 1, fs.TEXT: 2}
     monkeypatch.setattr(ds, "recording_embeddings", real)
     counters = _count_reads(monkeypatch)
     assert _bytes(_predict(tiny_dataset, 1, cache), tmp_path / "a.jsonl") == expected

@@ -72,7 +72,8 @@ from audiomoment.method.window_baseline import sliding_window_moments
 BATCH_QUERIES = {"fast": 8192, "reference": 256}
 #: Stages timed by :func:`predict_dataset`, in order.
 STAGES = ("load", "projection", "traces", "localisation")
-#: Window rows (float64, 8 KiB each) gathered before the feature store commits a segment.
+#: Rows gathered before the feature store commits (recording windows, float64, 8 KiB each;
+#: queries, float32, 4 KiB each): at most 256 MiB staged.
 STORE_BATCH_ROWS = 32768
 
 Trace = NDArray[np.float64]
@@ -438,7 +439,8 @@ def _content(path: str) -> str | None:
 
 
 class _Ingest:
-    """New rows and memo entries, committed every :data:`STORE_BATCH_ROWS` window rows."""
+    """New rows and memo entries, committed every :data:`STORE_BATCH_ROWS` rows (recording
+    windows and queries together)."""
 
     def __init__(self, writer: StoreWriter, snap: StoreSnapshot, plan: _StorePlan) -> None:
         self.writer = writer
@@ -471,6 +473,7 @@ class _Ingest:
                 self.n_rows += len(rows)
             else:
                 self.text[sha] = rows  # type: ignore[assignment]
+                self.n_rows += 1  # bounds the staged queries too (4 KiB each)
         self.resolve(path, sha)
         if self.n_rows >= STORE_BATCH_ROWS:
             self.commit()
