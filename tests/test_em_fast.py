@@ -498,3 +498,39 @@ def test_em_stops_when_the_bound_changes_by_less_than_tol() -> None:
         assert_identical(fast, fit_fast([x], base.with_(max_iter=stop)))
         assert agreeing(fast, reference([x], base.with_(max_iter=stop))).all()
         assert not agreeing(fast, reference([x], base.with_(max_iter=k))).any()
+
+
+def test_log_sum_exp_pair_with_infinities_and_nan_is_scipys_without_warnings() -> None:
+    import warnings
+
+    from scipy.special import logsumexp
+
+    inf, nan = np.inf, np.nan
+    pairs = [(-inf, -inf), (-inf, 0.5), (2.0, -inf), (inf, 1000.0), (1000.0, inf), (inf, inf),
+             (inf, -inf), (nan, 1.0), (1.0, nan), (nan, nan), (nan, inf), (3.0, 3.0),
+             (0.0, -745.2), (710.0, 709.0)]
+    a = np.array([p[0] for p in pairs])
+    b = np.array([p[1] for p in pairs])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning from NumPy either
+        got = log_sum_exp_pair(a, b)
+    expected = np.array([logsumexp([x, y]) for x, y in pairs])
+    np.testing.assert_array_equal(got, expected)
+    # by hand: both -inf -> -inf; an inf -> inf; a NaN -> NaN; a tie -> value + log 2
+    assert got[0] == -inf and got[1] == 0.5 and got[3] == inf and got[6] == inf
+    assert np.isnan(got[7:11]).all() and got[11] == 3.0 + np.log(2.0)
+
+
+def test_relevant_first_puts_the_higher_mean_first_and_keeps_ties() -> None:
+    fit = MixtureFit(
+        weights=np.array([[0.3, 0.7], [0.6, 0.4], [0.2, 0.8]]),
+        means=np.array([[0.1, 0.5], [0.9, 0.2], [0.4, 0.4]]),
+        variances=np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+        lower_bound=np.array([-1.0, -2.0, -3.0]),
+    )
+    rel = fit.relevant_first()
+    assert rel.means.tolist() == [[0.5, 0.1], [0.9, 0.2], [0.4, 0.4]]
+    assert rel.weights.tolist() == [[0.7, 0.3], [0.6, 0.4], [0.2, 0.8]]  # tie: kept
+    assert rel.variances.tolist() == [[2.0, 1.0], [3.0, 4.0], [5.0, 6.0]]
+    assert rel.lower_bound.tolist() == [-1.0, -2.0, -3.0]
+    assert len(rel) == 3
