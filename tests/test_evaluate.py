@@ -699,3 +699,79 @@ def test_check_predictions_line_numbers_default_to_positions() -> None:
     with pytest.raises(InputError, match=r"^mem:2: duplicate qid 1 \(first on line 1\)$"):
         check_predictions([GOOD, GOOD], None, "mem")
     assert check_predictions([GOOD], ANNOTATIONS, "mem") == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-query AP bit for bit, and the ground truth's error messages
+
+
+def standard_ap(hits: list[bool], num_gt: int) -> float:
+    """VOC-2011 interpolated AP as the standard evaluation writes it (one query)."""
+    h = np.array(hits, dtype=bool)
+    tp, fp = np.cumsum(h).astype(float), np.cumsum(~h).astype(float)
+    rec, prec = tp / num_gt, tp / (tp + fp)
+    mprec = np.hstack([[0.0], prec, [0.0]])
+    mrec = np.hstack([[0.0], rec, [1.0]])
+    for i in range(len(mprec) - 1)[::-1]:
+        mprec[i] = max(mprec[i], mprec[i + 1])
+    idx = np.where(mrec[1:] != mrec[:-1])[0] + 1
+    return float(np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx]))
+
+
+def test_per_query_ap_is_the_standard_sum_bit_for_bit() -> None:
+    """Predictions that are either exactly a ground-truth window (IoU 1) or far from all (IoU
+    0) hit the same way at every threshold; each query's AP must be the standard formula's
+    ``np.sum`` to the last bit (up to 11 terms: NumPy's pairwise order from 8 on)."""
+    from audiomoment.evaluation.metrics import score_queries
+
+    rng = np.random.default_rng(12)
+    gt, pred, expected = [], [], []
+    for q in range(60):
+        n_gt = int(rng.integers(1, 13))
+        gt_windows = [[20.0 * k, 20.0 * k + 5.0] for k in range(n_gt)]
+        hits = rng.random(10) < 0.6
+        order = iter(rng.permutation(n_gt).tolist())
+        windows, kept = [], []
+        for rank, hit in enumerate(hits.tolist()):
+            k = next(order, None) if hit else None
+            window = gt_windows[k] if k is not None else [20.0 * rank + 8.0, 20.0 * rank + 9.0]
+            windows.append([*window, 1.0 - rank / 20])
+            kept.append(k is not None)
+        gt.append({"qid": q, "duration": 300.0, "relevant_windows": gt_windows})
+        pred.append({"qid": q, "pred_relevant_windows": windows})
+        expected.append(standard_ap(kept, n_gt))
+    scores = score_queries(gt, pred)
+    assert scores.qids == list(range(60))
+    for t in range(scores.ap.shape[1]):
+        assert scores.ap[:, t].tolist() == expected
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([{"qid": "a", "relevant_windows": [[0, 1]]}, {"query": "x"}],
+         "ground truth row 2: every row must be an object with a 'qid'"),
+        (["a"], "ground truth row 1: every row must be an object with a 'qid'"),
+        ([{"qid": True, "relevant_windows": [[0, 1]]}],
+         "ground truth row 1: qid must be a string or an integer, got True"),
+        ([{"qid": 1.5, "relevant_windows": [[0, 1]]}],
+         "ground truth row 1: qid must be a string or an integer, got 1.5"),
+        ([{"qid": "a", "relevant_windows": "0-1"}],
+         "ground truth: qid 'a': 'relevant_windows' must be a list of windows"),
+        ([{"qid": "a", "relevant_windows": [[0, 1, 2]]}],
+         "ground truth: every window must be a list of 2 numbers"),
+        ([{"qid": "a", "relevant_windows": [[0, 1], [2]]}],
+         "ground truth: every window must be a list of 2 numbers"),
+        ([{"qid": "a", "relevant_windows": [["x", 1]]}],
+         "ground truth: every window must be a list of 2 numbers"),
+        ([{"qid": "a", "relevant_windows": [0, 1]}],
+         "ground truth: every window must be a list of 2 numbers"),
+    ],
+)
+def test_ground_truth_errors_name_the_row_and_the_problem(rows: list, message: str) -> None:
+    from audiomoment.evaluation.metrics import pair_rows
+
+    pred = [{"qid": "a", "pred_relevant_windows": [[0.0, 1.0, 0.5]]}]
+    with pytest.raises(InputError) as err:
+        pair_rows(rows, pred)
+    assert str(err.value) == message
