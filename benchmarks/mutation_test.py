@@ -168,7 +168,12 @@ def run_target(name: str, target: Target, args: argparse.Namespace) -> dict:
     work = scratch_copy(target)
     t0 = time.monotonic()
     try:
-        code, out = mutmut(work, "run", "--max-children", str(args.max_children),
+        module = target.source.removeprefix("src/").removesuffix(".py").replace("/", ".")
+        names = [m for m in args.only if m.startswith(module + ".")]
+        if args.only and not names:
+            return {"name": name, "source": target.source, "mutants": 0, "counts": Counter(),
+                    "survivors": [], "diffs": {}, "seconds": 0.0}
+        code, out = mutmut(work, "run", "--max-children", str(args.max_children), *names,
                            timeout=args.timeout_per_file)
         elapsed = time.monotonic() - t0
         if code is None:
@@ -177,6 +182,8 @@ def run_target(name: str, target: Target, args: argparse.Namespace) -> dict:
             print(out[-3000:])
         meta = work / "mutants" / (target.source + ".meta")
         status = outcomes(work, target.source) if meta.exists() else {}
+        if names:
+            status = {k: v for k, v in status.items() if k in names}
         survivors = sorted(k for k, v in status.items() if v == "survived")
         diffs = {}
         if not args.list_survivors_only:
@@ -210,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-per-file", type=float, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the scratch copies")
     parser.add_argument("--list-survivors-only", action="store_true")
+    parser.add_argument("--only", type=Path, default=None,
+                        help="a file of mutant names (one a line, e.g. the survivors of a "
+                        "previous run): run just those")
     args = parser.parse_args(argv)
+    args.only = args.only.read_text().split() if args.only else []
     results = []
     for name in args.files:
         res = run_target(name, TARGETS[name], args)
