@@ -775,3 +775,36 @@ def test_ground_truth_errors_name_the_row_and_the_problem(rows: list, message: s
     with pytest.raises(InputError) as err:
         pair_rows(rows, pred)
     assert str(err.value) == message
+
+
+def test_evaluate_counts_by_hand() -> None:
+    from audiomoment.evaluation.metrics import evaluate
+
+    gt = [
+        {"qid": "a", "relevant_windows": [[0, 10]]},
+        {"qid": "b", "relevant_windows": [[5, 10]]},
+        {"qid": "c", "relevant_windows": [[0, 4]]},
+        {"qid": "d", "relevant_windows": [[0, 2000]]},  # longer than 1,500 s: not scored
+        {"qid": "e", "relevant_windows": [[1, 2]]},  # no prediction
+    ]
+    pred = [
+        {"qid": "a", "pred_relevant_windows": [[0, 10, 0.9]]},  # IoU 1
+        {"qid": "b", "pred_relevant_windows": [[0, 10, 0.5]]},  # IoU 0.5
+        {"qid": "c", "pred_relevant_windows": []},  # empty
+        {"qid": "d", "pred_relevant_windows": [[0, 5, 0.1]]},
+        {"qid": "z", "pred_relevant_windows": [[3, 3, 0.2]]},  # no ground truth; zero length
+    ]
+    out = evaluate(gt, pred)
+    assert set(out) == {"brief", "full", "audiomoment"}  # no length blocks by default
+    assert out["audiomoment"] == {
+        "n_queries": 3, "n_ground_truth": 5, "n_predictions": 5,
+        "n_predictions_without_ground_truth": 1, "n_ground_truth_without_prediction": 1,
+        "n_dropped_without_window": 1, "n_empty_predictions": 1,
+        "mean_iou_top1": 50.0,  # (1 + 0.5 + 0) / 3
+        "windows_scored": True, "n_zero_length_windows": 1,
+    }
+    # R1@0.5: a and b hit (IoU 0.5 reaches 0.5), c misses: 2 / 3; R1@0.7: a only
+    assert out["brief"]["MR-full-R1@0.5"] == 66.67
+    assert out["brief"]["MR-full-R1@0.7"] == 33.33
+    assert set(evaluate(gt, pred, length_blocks=True)) == {
+        "brief", "full", "short", "middle", "long", "audiomoment"}
