@@ -808,3 +808,14 @@ def test_evaluate_counts_by_hand() -> None:
     assert out["brief"]["MR-full-R1@0.7"] == 33.33
     assert set(evaluate(gt, pred, length_blocks=True)) == {
         "brief", "full", "short", "middle", "long", "audiomoment"}
+
+
+def test_nothing_to_score_is_one_line() -> None:
+    from audiomoment.evaluation.metrics import evaluate
+
+    gt = [{"qid": "a", "relevant_windows": [[0, 2000]]}]
+    pred = [{"qid": "a", "pred_relevant_windows": [[0, 10, 0.5]]}]
+    with pytest.raises(InputError) as err:
+        evaluate(gt, pred)
+    assert str(err.value) == ("evaluation: no query has both a prediction and a ground-truth "
+                              "window of length in (0, 1500] s")
