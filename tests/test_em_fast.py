@@ -534,3 +534,36 @@ def test_relevant_first_puts_the_higher_mean_first_and_keeps_ties() -> None:
     assert rel.variances.tolist() == [[2.0, 1.0], [3.0, 4.0], [5.0, 6.0]]
     assert rel.lower_bound.tolist() == [-1.0, -2.0, -3.0]
     assert len(rel) == 3
+
+
+def test_the_farthest_frame_by_squared_distance_moves() -> None:
+    # centre 1.0: squared distances 36, 1, 9, 4, 0.25, 16 -> frame 0 (-5) is the farthest,
+    # though frame 5 (5) is the farthest above the centre
+    x = np.array([-5.0, 0.0, 4.0, 3.0, 1.5, 5.0])
+    got = relocate_and_average(x, np.zeros(6, dtype=bool), np.array([1.0, 1.0]),
+                               np.array([8.5, 0.0]), np.array([6.0, 0.0]))
+    assert got == ((8.5 + 5.0) / 5.0, -5.0)
+
+
+def test_zero_variance_is_refused_as_the_reference_refuses_it() -> None:
+    trace = np.array([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])  # two clusters of identical values
+    config = FAST.with_(reg_covar=0.0)
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        fit_reference([trace], config)
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        fit_fast([trace], config)
+
+
+def test_no_traces_give_empty_fits() -> None:
+    fit = fit_fast([], FAST)
+    assert fit.weights.shape == fit.means.shape == fit.variances.shape == (0, 2)
+    assert fit.lower_bound.shape == (0,)
+
+
+def test_a_trace_over_the_chunk_budget_is_a_chunk_alone() -> None:
+    # 10 frames x 5 initialisations = 50 > 40: one trace per chunk
+    chunks = list(plan_chunks(np.array([10, 10, 10]), 5, 40))
+    assert [(c.start, c.stop) for c in chunks] == [(0, 1), (1, 2), (2, 3)]
+    # 2 x 10 x 5 = 100 <= 120 < 150: two, then one
+    chunks = list(plan_chunks(np.array([10, 10, 10]), 5, 120))
+    assert [(c.start, c.stop) for c in chunks] == [(0, 2), (2, 3)]
