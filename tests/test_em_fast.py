@@ -567,10 +567,3 @@ def test_a_trace_over_the_chunk_budget_is_a_chunk_alone() -> None:
     # 2 x 10 x 5 = 100 <= 120 < 150: two, then one
     chunks = list(plan_chunks(np.array([10, 10, 10]), 5, 120))
     assert [(c.start, c.stop) for c in chunks] == [(0, 2), (2, 3)]
-
-
-def test_a_cluster_left_empty_copies_the_heaviest_one() -> None:
-    # cluster 0 empty, every frame on centre 1 (3.0): nothing moves, cluster 0 takes 3.0
-    got = relocate_and_average(np.full(3, 3.0), np.ones(3, dtype=bool), np.array([9.0, 3.0]),
-                               np.array([0.0, 9.0]), np.array([0.0, 3.0]))
-    assert got == (3.0, 3.0)
