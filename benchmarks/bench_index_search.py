@@ -1,28 +1,25 @@
 """Archive search at scale: a SIMULATED 1,000-h index, the whole `search --db` call, memory.
 
-Figures (SIMULATED archive, seed 0; the 2-core development machine, shared with other jobs
-at load average 6-9 during the run, so times vary by up to 2x between runs)::
+Figures (SIMULATED archive, seed 0; the 2-core development machine at load average 0.7-1.2;
+shared with other jobs, so times move between runs)::
 
-    $ .venv/bin/python benchmarks/bench_index_search.py --hours 1000 --db /tmp/am_idx1000
+    $ .venv/bin/python benchmarks/bench_index_search.py --hours 1000 --db /tmp/am_idx1000 \
+          --skip-f16
     1,000 h: 3,185 recordings, 3,598,420 windows; built in 158 s (index_embeddings, float16,
       64 recordings per segment)
     on disk: segments 6.863 GiB in 50 files = 2 B x 1024 x 3,598,420 exactly (npy headers
       negligible) + manifest 0.60 MiB
     whole `audiomoment search --db /tmp/am_idx1000 --query-embedding q.npy --system S --json`,
-      index in the page cache, median of 5 runs x 3 queries:
-      System 1 8.8 s, System 2 6.7 s (load 7-8; 4.4 s for both in a run at load 5.5)
-      stages of one call (System 1): imports + parsing 2.8 s (torch alone 1.4 s), scan 2.7 s,
-      localisation 0.45 s, printing + unmapping 0.3 s, interpreter start + exit 1.2 s
-      (torch's teardown at exit alone 0.65 s), snapshot 0.03 s
-    peak RSS 7.4 GiB = mapped index pages (RssFile 7.2 GiB: page cache, shared, reclaimable)
-      + anonymous memory (RssAnon) 257 MiB
-    in process: bare read of the matrix 0.56 s (12.2 GiB/s, sum of uint64 views);
-      search_archive System 1 3.17 s = 5.7 x bare read (scan 2.62 s), System 2 1.79 s =
-      3.2 x (scan 1.32 s); smoothing 0.06-0.09 s, localisation 0.28-0.34 s
-    float16 vs float32 index of the same 20 h (3 queries, top 10): identical moments 93.3%
-      (System 1), 96.7% (System 2); max |trace f16 - f32| 5.1e-4 / 2.8e-4, of which the
-      float16 rows alone (exact products) 4.1e-5 / 3.7e-5: the rest is the scan's float16
-      products
+      index in the page cache, median of 5 runs x 3 queries: System 1 0.858 s, System 2
+      0.810 s; peak RSS 93 MiB (RssAnon 75 MiB, RssFile 21 MiB)
+    a bare read of every segment file in a fresh interpreter 0.292 s: whole call / bare read
+      2.94
+    stages of one call (System 1): interpreter + exit 0.035 s, imports + parsing 0.091 s,
+      snapshot 0.015 s, scan 0.475 s, localise 0.170 s; total 0.793 s
+    in process: bare read of the matrix 0.238 s (sum of uint64 views); search_archive
+      System 1 0.632 s = 2.66 x bare read (scan 0.474 s), System 2 0.606 s = 2.55 x
+    float16 vs float32 index of the same 20 h (an earlier run, 3 queries, top 10): identical
+      moments 93.3% (System 1), 96.7% (System 2); max |trace f16 - f32| 5.1e-4 / 2.8e-4
 
 What it does
 ------------
@@ -37,12 +34,12 @@ What it does
    of ``--repeats`` runs for each of ``--queries`` query embeddings (captions of the archive,
    ``ArchiveSpace.query_embedding``), Systems 1 and 2; and the stages of one call (the
    CLI's own ``main`` in a fresh interpreter with clocks around snapshot, scan and search),
-   with the import and the exit teardown of torch alone.
+   and a bare read of every segment file in a fresh interpreter (``preadv`` into small
+   buffers on every core, nothing computed): whole call / bare read.
 3. Peak memory of that subprocess: ``/usr/bin/time``'s maximum resident set size, and from a
    run sampled through /proc/<pid>/status every few milliseconds the peaks of RssAnon
-   (anonymous memory: what the search allocates) and RssFile (pages of the mapped index it
-   touched, which are page cache, shared and reclaimable: Linux counts touched file-backed
-   pages of a mapping in RSS).
+   (anonymous memory: what the search allocates) and RssFile (touched pages of mapped
+   files: page cache, shared and reclaimable).
 4. In-process: :func:`audiomoment.index.search_archive` (median; its scan and localisation
    parts), a bare read of the embedding matrix (the mapped segments summed as uint64 views,
    and copied segment by segment into one buffer; median) and the ratio search / bare read;

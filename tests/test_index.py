@@ -740,10 +740,23 @@ def test_the_read_scan_equals_the_mapped_scan_across_its_pieces(
     vectors = unit(rng.normal(size=(3, 16)))
     monkeypatch.setattr(scan, "READ_ROWS", 4)
     monkeypatch.setattr(scan, "JOB_ROWS", 10)
-    read, starts = window_scores(snap, vectors)
-    monkeypatch.setattr(scan, "_segment_file", lambda seg, rows: None)
-    mapped, _ = window_scores(snap, vectors)
+    opened: list[int] = []
+    segment_file = scan._segment_file
+
+    def counting(seg, rows):  # type: ignore[no-untyped-def]
+        opened.append(rows)
+        return segment_file(seg, rows)
+
+    monkeypatch.setattr(scan, "_segment_file", counting)
+    read, starts = window_scores(snap, vectors)  # the first scan reads the files
+    assert len(opened) == 2 and snap.scans == 1
+    mapped, _ = window_scores(snap, vectors)  # a later one the maps
+    assert len(opened) == 2 and snap.scans == 2
     np.testing.assert_array_equal(read, mapped)
+    np.testing.assert_array_equal(window_scores(snap, vectors, read="files")[0], read)
+    assert len(opened) == 4
+    with pytest.raises(ValueError, match="read must be"):
+        window_scores(snap, vectors, read="mmap")
     rows = np.concatenate([np.asarray(snap.embeddings(r), dtype=np.float64)
                            for r in snap.recordings])
     assert starts[-1] == len(rows) == 148

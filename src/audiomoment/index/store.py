@@ -163,6 +163,9 @@ class Snapshot:
         self.vectors = vectors
         #: Changes whenever a commit changes the index (for caches keyed by state).
         self.generation = generation
+        #: Scans made of this snapshot (:func:`audiomoment.index.scan.window_scores`): the
+        #: first reads the segment files, later ones the maps, then kept warm.
+        self.scans = 0
         self._by_id = {r.id: r for r in recordings}
         self._by_name = {r.name: r for r in recordings}
 
