@@ -108,9 +108,11 @@ TARGETS: dict[str, Target] = {
                       "tests/test_neutral.py")),
     "smoothing": Target("src/audiomoment/method/smoothing.py", ("tests/test_smoothing.py",)),
     "traces": Target("src/audiomoment/method/traces.py",
-                     ("tests/test_localize.py", "tests/test_inputs.py")),
+                     ("tests/test_traces_and_frames.py", "tests/test_localize.py",
+                      "tests/test_inputs.py")),
     "frames": Target("src/audiomoment/method/frames.py",
-                     (*METHOD_TESTS, "tests/test_window_baseline.py")),
+                     ("tests/test_traces_and_frames.py", *METHOD_TESTS,
+                      "tests/test_window_baseline.py")),
     "window_baseline": Target("src/audiomoment/method/window_baseline.py",
                               ("tests/test_window_baseline.py",)),
 }

@@ -68,3 +68,12 @@ def test_empty_rows_and_zero_width() -> None:
     out = smooth(x, 0.0)
     np.testing.assert_array_equal(out, x)
     assert out is not x
+
+
+@pytest.mark.parametrize("truncate", [1.0, 2.0, 6.5])
+def test_other_truncations_are_scipys(truncate: float) -> None:
+    x = np.random.default_rng(3).standard_normal((2, 50))
+    np.testing.assert_array_equal(
+        smooth_gaussian(x, 1.5, truncate=truncate),
+        gaussian_filter1d(x, 1.5, axis=-1, mode="reflect", truncate=truncate))
+    assert len(gaussian_weights(1.5, truncate)) == 2 * int(truncate * 1.5 + 0.5) + 1

@@ -150,3 +150,97 @@ def test_frame_time_conversions():
     assert frames_covering(10.0 + 1e-12, 1.0) == 10  # a hair past a boundary ends on it
     assert frames_covering(10.001, 1.0) == 11
     assert frames_covering(4.5, 0.5) == 9 and frames_covering(4.6, 0.5) == 10
+
+
+# ------------------------------------------------------------------ boundaries, by hand
+
+
+def test_candidate_windows_boundaries_by_hand() -> None:
+    # one frame, windows of one frame: the single window [0, 1)
+    assert candidate_windows(1, [1], [1]).tolist() == [[0, 1]]
+    # longest first whatever the strides say: lengths 2 (stride 2) and 3 (stride 1) on 4
+    assert candidate_windows(4, [2, 3], [2, 1]).tolist() == [[0, 3], [1, 4], [0, 2], [2, 4]]
+    # a stride that misses the end still ends with the window flush with the end
+    assert candidate_windows(5, [2], [2]).tolist() == [[0, 2], [2, 4], [3, 5]]
+    assert candidate_windows(5, [2], [2]).dtype == np.int64
+    with pytest.raises(ValueError, match=r"^n_frames must be >= 1, got 0$"):
+        candidate_windows(0, [1], [1])
+    with pytest.raises(ValueError, match=r"^give one stride per window length$"):
+        candidate_windows(4, [1, 2], [1])
+    for length, stride in ((0, 1), (1, 0)):
+        with pytest.raises(ValueError, match=rf"^window length and stride must be >= 1 "
+                                             rf"frame, got {length}, {stride}$"):
+            candidate_windows(4, [length], [stride])
+
+
+def test_window_means_accumulate_in_float64() -> None:
+    # float32 sums would lose the 1: (1e8 + 1 - 1e8) / 3
+    trace = np.array([1e8, 1.0, -1e8], dtype=np.float32)
+    np.testing.assert_allclose(window_means(trace, np.array([[0, 3], [1, 2]])), [1 / 3, 1.0])
+
+
+def test_interval_iou_of_disjoint_and_empty_intervals() -> None:
+    many = np.array([[5.0, 6.0], [0.0, 2.0], [2.0, 2.0], [1.0, 3.0]])
+    np.testing.assert_allclose(interval_iou(np.array([0.0, 2.0]), many),
+                               [0.0, 1.0, 0.0, 1 / 3])
+    # both empty at the same instant: union 0 -> IoU 0
+    np.testing.assert_array_equal(interval_iou(np.array([2.0, 2.0]), many[2:3]), [0.0])
+
+
+def test_nms_keeps_ties_in_row_order_and_returns_floats() -> None:
+    # 40 disjoint windows of equal score: kept in row order (a stable sort)
+    rows = np.array([[2.0 * i, 2.0 * i + 1, 0.5] for i in range(40)])
+    np.testing.assert_array_equal(temporal_nms(rows)[:, 0], rows[:, 0])
+    shuffled = rows[np.random.default_rng(0).permutation(40)]
+    np.testing.assert_array_equal(temporal_nms(shuffled), shuffled)
+    # 300 disjoint windows with three score levels: each level in row order
+    rng = np.random.default_rng(1)
+    many = np.array([[2.0 * i, 2.0 * i + 1, float(rng.integers(0, 3))] for i in range(300)])
+    expected = np.concatenate([many[many[:, 2] == level] for level in (2.0, 1.0, 0.0)])
+    np.testing.assert_array_equal(temporal_nms(many), expected)
+    # integer rows are suppressed by their true IoU (4/5 > 0.5), not an integer division
+    assert temporal_nms(np.array([[0, 5, 1], [1, 5, 2]])).tolist() == [[1.0, 5.0, 2.0]]
+    out = temporal_nms(np.array([[0, 2, 1], [1, 3, 2]]))  # integers in, float64 out
+    assert out.dtype == np.float64
+    # IoU 1/3 <= 0.5: both kept, best first
+    assert out.tolist() == [[1.0, 3.0, 2.0], [0.0, 2.0, 1.0]]
+
+
+def test_sliding_window_moments_boundaries_by_hand() -> None:
+    # a trace of one frame: one window of one frame
+    np.testing.assert_array_equal(sliding_window_moments([0.25], lengths_s=(1.0,)),
+                                  [[0.0, 1.0, 0.25]])
+    trace = np.array([0.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    # one window returned when one is asked for
+    assert sliding_window_moments(trace, lengths_s=(1.0,), max_windows=1).tolist() == [
+        [1.0, 2.0, 1.0]]
+    # windows of one frame (1 s, and 0.4 s rounded up to one frame): every frame a window
+    for length in (1.0, 0.4):
+        got = sliding_window_moments(trace, lengths_s=(length,), max_windows=10)
+        assert sorted(got[:, 0].tolist()) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    # the default stride is half the length: 4-frame windows start at 0 and 2
+    got = sliding_window_moments(trace, lengths_s=(4.0,), nms_iou=1.0, max_windows=10)
+    assert sorted(got[:, 0].tolist()) == [0.0, 2.0]
+    # a 1-frame length keeps a 1-frame stride
+    got = sliding_window_moments(trace, lengths_s=(1.0,), nms_iou=1.0, max_windows=10)
+    assert len(got) == 6
+    # a duration under a frame: the first frame only, clipped to the duration
+    assert sliding_window_moments(trace, duration_s=0.5, lengths_s=(2.0,)).tolist() == [
+        [0.0, 0.5, 0.0]]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"trace": np.zeros((2, 2))}, r"^trace must be a non-empty 1-D array, got shape \(2, 2\)$"),
+    ({"trace": np.array([])}, r"^trace must be a non-empty 1-D array, got shape \(0,\)$"),
+    ({"trace": np.array([0.0, np.nan])}, r"^trace contains NaN or infinite values$"),
+    ({"hop_s": 0.0}, r"^hop_s must be > 0, got 0.0$"),
+    ({"max_windows": 0}, r"^max_windows must be >= 1, got 0$"),
+    ({"lengths_s": (2.0, 0.0)}, r"^window lengths must be > 0 s, got \[2.0, 0.0\]$"),
+    ({"lengths_s": ()}, r"^window lengths must be > 0 s, got \[\]$"),
+    ({"stride_s": -1.0}, r"^stride_s must be > 0, got -1.0$"),
+    ({"duration_s": 0.0}, r"^duration_s must be > 0, got 0.0$"),
+])
+def test_sliding_window_moments_refuses_with_its_reason(kwargs: dict, message: str) -> None:
+    args = {"trace": np.zeros(4), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        sliding_window_moments(**args)
