@@ -567,3 +567,29 @@ def test_a_trace_over_the_chunk_budget_is_a_chunk_alone() -> None:
     # 2 x 10 x 5 = 100 <= 120 < 150: two, then one
     chunks = list(plan_chunks(np.array([10, 10, 10]), 5, 120))
     assert [(c.start, c.stop) for c in chunks] == [(0, 2), (2, 3)]
+
+
+def test_chunk_plans_take_the_largest_chunk_within_the_budget() -> None:
+    """Oracle: from each start, the most traces m with (longest length) x n_init x m within
+    the budget (at least one), found by trying every m."""
+    from audiomoment.method.em_fast import plan_chunks
+
+    def oracle(lengths: list[int], n_init: int, budget: int) -> list[tuple[int, int]]:
+        out, start = [], 0
+        while start < len(lengths):
+            m = max([1] + [k for k in range(1, len(lengths) - start + 1)
+                           if lengths[start + k - 1] * n_init * k <= budget])
+            out.append((start, start + m))
+            start += m
+        return out
+
+    rng = np.random.default_rng(5)
+    cases = [([2, 2, 3, 5], 1, 6), ([2, 2], 1, 4), ([2, 2], 1, 3), ([4] * 9, 2, 64)]
+    cases += [(sorted(rng.integers(2, 40, size=int(rng.integers(1, 30))).tolist()),
+               int(rng.integers(1, 6)), int(rng.integers(1, 3000))) for _ in range(200)]
+    for lengths, n_init, budget in cases:
+        got = [(s.start, s.stop) for s in plan_chunks(np.array(lengths), n_init, budget)]
+        assert got == oracle(lengths, n_init, budget), (lengths, n_init, budget)
+    # by hand: budget 6 on lengths 2, 2, 3, 5 -> [0, 2) (2 x 2 = 4), [2, 3), [3, 4)
+    assert [(s.start, s.stop) for s in plan_chunks(np.array([2, 2, 3, 5]), 1, 6)] == [
+        (0, 2), (2, 3), (3, 4)]
