@@ -102,6 +102,7 @@ TARGETS: dict[str, Target] = {
                       ("tests/test_evaluate.py", "tests/test_properties.py")),
     "dataset": Target("src/audiomoment/pipelines/dataset.py",
                       ("tests/test_dataset_runner.py", "tests/test_cli_config.py",
+                       "tests/test_feature_store.py",
                        *(f"tests/test_cli.py::{name}" for name in CLI_PREDICT_TESTS))),
     "config": Target("src/audiomoment/config.py",
                      ("tests/test_method_constants.py", "tests/test_cli_config.py",

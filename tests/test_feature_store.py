@@ -464,3 +464,77 @@ def test_snapshot_maps_rows_exactly(tmp_path: Path) -> None:
     assert snap.sha256(fs.FileStat("/y", 11, 5)) is None
     assert snap.sha256(fs.FileStat("/x", 10, 5)) is None  # hashed 2 ns after its mtime
     assert snap.sha256(None) is None
+
+
+def test_stage_timings_add_up_over_batches(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's seconds per stage: each batch's trace and localisation time is added (a
+    known delay injected per batch gives a lower bound), and no stage exceeds the run."""
+    take = ds.StoredTraces.take
+    localised = ds.localised_rows
+
+    def slow_take(self, indices):  # type: ignore[no-untyped-def]
+        time.sleep(0.05)
+        return take(self, indices)
+
+    def slow_localised(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(0.05)
+        return localised(*args, **kwargs)
+
+    _predict(tiny_dataset, 2, tmp_path / "cache")  # fill the store
+    monkeypatch.setattr(ds.StoredTraces, "take", slow_take)
+    monkeypatch.setattr(ds, "localised_rows", slow_localised)
+    monkeypatch.setitem(ds.BATCH_QUERIES, "fast", 1)
+    started = time.perf_counter()
+    run = _predict(tiny_dataset, 2, tmp_path / "cache")
+    whole = time.perf_counter() - started
+    assert list(run.timings_s) == list(ds.STAGES)
+    assert all(0.0 <= v <= whole for v in run.timings_s.values()), run.timings_s
+    assert run.timings_s["traces"] >= 0.15  # three batches of 0.05 s at least
+    assert run.timings_s["localisation"] >= 0.15
+    assert sum(run.timings_s.values()) <= whole
+
+
+def test_per_file_stage_timings_add_up_over_recordings(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-file path adds each recording's reading, projection and trace time."""
+    def slowed(fn):  # type: ignore[no-untyped-def]
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            time.sleep(0.05)
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(ds, "load_audio_features", slowed(ds.load_audio_features))
+    monkeypatch.setattr(ds, "recording_embeddings", slowed(ds.recording_embeddings))
+    monkeypatch.setattr(ds, "recording_traces", slowed(ds.recording_traces))
+    started = time.perf_counter()
+    run = _predict(tiny_dataset, 1, None)  # no cache: the per-file path
+    whole = time.perf_counter() - started
+    n_recordings = len({r["vid"] for r in read_annotations(tiny_dataset["annotations"])})
+    assert n_recordings == 2
+    assert list(run.timings_s) == list(ds.STAGES)
+    assert all(0.0 <= v <= whole for v in run.timings_s.values()), run.timings_s
+    for stage in ("load", "projection", "traces"):
+        assert run.timings_s[stage] >= 0.05 * n_recordings, (stage, run.timings_s)
+    assert sum(run.timings_s.values()) <= whole
+
+
+def test_predict_dataset_defaults(tiny_dataset: dict, tmp_path: Path) -> None:
+    """System 1, results not kept, the feature store used when there is a cache folder."""
+    rows = read_annotations(tiny_dataset["annotations"])
+    heads = load_projection_heads(tiny_dataset["checkpoint"])
+    neutral = load_neutral_embedding(tiny_dataset["neutral"])
+    with pytest.raises(ds.InputError, match=r"^System 1 needs the neutral embedding \(a "
+                                            r"1024-d vector in the joint space\)$"):
+        ds.predict_dataset(rows, tiny_dataset["features"], heads=heads, progress=False)
+    with pytest.raises(ds.InputError, match=r"^system must be 1, 2 or 'window', got 3$"):
+        ds.predict_dataset(rows, tiny_dataset["features"], system=3, heads=heads)
+    cache = tmp_path / "cache"
+    run = ds.predict_dataset(rows, tiny_dataset["features"], heads=heads, neutral=neutral,
+                             cache_dir=cache, progress=False)
+    assert run.results == {}
+    assert (cache / fs.CACHE_SUBDIR).is_dir()  # the store was filled
+    expected = _bytes(_predict(tiny_dataset, 1, None), tmp_path / "ref.jsonl")
+    assert _bytes(run, tmp_path / "default.jsonl") == expected
