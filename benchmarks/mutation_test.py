@@ -20,22 +20,26 @@ default: all, most important first. ``--only NAMES`` re-runs just the mutants na
 file NAMES (one a line, e.g. a previous run's survivors). ``--list-survivors-only`` prints
 no diffs.
 
-Last run (2026-11-30, mutmut 3.8.1, one worker on a shared 2-core machine; the details, the
-counts before the tests added for the survivors and the equivalent mutants are in
-``docs/mutation.md``)::
+Last runs (2026-11-30, mutmut 3.8.1, one or two workers on a shared 2-core machine; the
+details, the counts before the tests added for the survivors and the equivalent mutants are
+in ``docs/mutation.md``)::
 
-    file                     mutants  killed  survived  not run  time
-    method/moments.py            230     216        14        0  236 s
-    method/localize.py           365     348        17        0  273 s
-    config.py                     40      40         0        0   60 s
-    method/mixture.py            246     219        27        0  312 s
-    evaluation/metrics.py        850     726        91       33  600 s (limit)
-    method/em_fast.py           1204     534        63      606  600 s (limit; 1 timeout)
-    pipelines/dataset.py         957      46         4      906  stopped by hand
+    file                          mutants  killed  survived  not run  time
+    method/moments.py                 230     216        14        0  236 s
+    method/localize.py                365     348        17        0  273 s
+    config.py                          40      40         0        0   60 s
+    method/mixture.py                 246     225        21        0  312 s + re-run
+    method/em_fast.py                1204    1102        96        0  826 s (6 timeouts)
+    method/smoothing.py               100      99         1        0   21 s
+    method/frames.py                   37      37         0        0   25 s
+    method/traces.py                  114     112         2        0   77 s
+    method/window_baseline.py         302     282        20        0   47 s
+    evaluation/metrics.py             850     760        57       33  600 s (limit) + re-run
+    pipelines/dataset.py              957     820       136        0  619 s + 2 re-runs
 
-(mixture, metrics and em_fast before the last tests; every survivor is either killed by a
-test added since, checked by hand, or listed as equivalent or not killed in
-``docs/mutation.md``.) A run of every file to the end takes about 2 hours.
+(killed counts include the survivors re-run with ``--only`` against tests added since; every
+survivor is listed as equivalent or not killed in ``docs/mutation.md``.) A run of every file
+to the end takes about 1.5 hours with two workers.
 """
 
 from __future__ import annotations
