@@ -147,6 +147,16 @@ def write_archive(folder: Path) -> list[Path]:
     return files
 
 
+def archive_and_its_index(tmp_path: Path) -> tuple[Path, list[Path], Path, Path]:
+    """The test archive under ``tmp_path``, its files, the single-process index of it
+    ("one.idx") and the path for the cluster's index ("many.idx", not yet made)."""
+    folder = tmp_path / "audio"
+    files = write_archive(folder)
+    one, many = tmp_path / "one.idx", tmp_path / "many.idx"
+    index_audio([folder], one, CountingEmbedder(), progress=False)
+    return folder, files, one, many
+
+
 # ------------------------------------------------------------------ no cluster needed
 
 
@@ -278,10 +288,7 @@ def test_the_cluster_makes_the_index_of_one_process(
 def test_a_worker_that_dies_is_replaced_and_its_piece_run_again(
     cluster: str, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "audio"
-    write_archive(folder)
-    one, many = tmp_path / "one.idx", tmp_path / "many.idx"
-    index_audio([folder], one, CountingEmbedder(), progress=False)
+    folder, _, one, many = archive_and_its_index(tmp_path)
     marker = tmp_path / "kill-once"
     marker.touch()
     factory = functools.partial(span_embedder, kill_marker=marker)
@@ -295,10 +302,7 @@ def test_a_worker_that_dies_is_replaced_and_its_piece_run_again(
 def test_a_file_that_changes_while_the_workers_read_it_is_read_again_next_run(
     cluster: str, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "audio"
-    files = write_archive(folder)
-    one, many = tmp_path / "one.idx", tmp_path / "many.idx"
-    index_audio([folder], one, CountingEmbedder(), progress=False)
+    folder, files, one, many = archive_and_its_index(tmp_path)
     longest = max((f for f in files if f.suffix == ".wav" and f.stat().st_size > 0),
                   key=lambda f: f.stat().st_size)
     factory = functools.partial(span_embedder, touch=longest)
@@ -360,10 +364,7 @@ index_audio_ray([folder], db, functools.partial(span_embedder, delay_s=0.3), wor
 def test_a_killed_driver_resumes_without_redoing_committed_work(
     cluster: str, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "audio"
-    write_archive(folder)
-    one, many = tmp_path / "one.idx", tmp_path / "many.idx"
-    index_audio([folder], one, CountingEmbedder(), progress=False)
+    folder, _, one, many = archive_and_its_index(tmp_path)
     marker = tmp_path / "committed"
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
