@@ -605,6 +605,63 @@ def test_sum_like_numpy_is_bit_identical() -> None:
         assert np.array_equal(got, np.array([np.sum(row) for row in terms])), n
 
 
+def random_window_pairs(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 2) and (n, 2) valid windows: on a coarse grid (touching, nested, identical and
+    zero-length windows, many of them at the same instant) and at random real positions,
+    some under a second long; one pair in ten is the same window twice."""
+    def windows(size: int) -> np.ndarray:
+        grid = np.sort(rng.integers(0, 4, (size, 2)), axis=1) / 2.0
+        real = np.sort(rng.random((size, 2)) * rng.choice([1.0, 40.0], (size, 1)), axis=1)
+        return np.where(rng.random((size, 1)) < 0.5, grid, real)
+
+    a, b = windows(n), windows(n)
+    same = rng.random(n) < 0.1
+    b[same] = a[same]
+    return a, b
+
+
+def python_paired_iou(a: list[float], b: list[float]) -> float:
+    """The standard paired IoU of two windows with Python floats: 0 where the hull is 0."""
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    hull = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / hull if hull != 0 else 0.0
+
+
+def test_paired_iou_is_the_standard_formula_bit_for_bit() -> None:
+    from audiomoment.evaluation.metrics import paired_iou
+
+    rng = np.random.default_rng(21)
+    a, b = random_window_pairs(rng, 20000)
+    got = paired_iou(a, b)
+    assert got.dtype == np.float64 and got.shape == (20000,)
+    # the former np.divide(..., where=hull != 0) formula (the standard code's), to the bit
+    assert got.tobytes() == ref_paired_iou(a, b).tobytes()
+    expected = [python_paired_iou(x, y) for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+    assert got.tobytes() == np.array(expected).tobytes()
+    hull = np.maximum(a[:, 1], b[:, 1]) - np.minimum(a[:, 0], b[:, 0])
+    assert (hull == 0).sum() > 300  # each case well represented: hull 0,
+    assert ((hull > 0) & (hull < 1) & (got > 0)).sum() > 300  # hulls under 1 s,
+    assert ((hull > 1) & (got > 0) & (got < 1)).sum() > 300  # partial overlaps
+    np.testing.assert_array_equal(got[hull == 0], 0.0)
+
+
+def test_paired_iou_of_identical_zero_length_windows_is_zero() -> None:
+    # Two zero-length windows at the same instant: intersection 0, hull 0. The standard
+    # evaluation returns 0 there (np.divide with where=union != 0 over zeros; its one-pair
+    # compute_temporal_iou returns 0 when the union is 0); the empty set matches nothing.
+    from audiomoment.evaluation.metrics import paired_iou
+
+    same = np.array([[3.0, 3.0], [0.0, 0.0], [7.5, 7.5]])
+    for _ in range(3):  # fresh arrays each time: no value may come from leftover memory
+        np.full(64, np.nan)  # leaves NaN in memory NumPy may hand out again
+        got = paired_iou(same, same.copy())
+        assert got.tobytes() == np.zeros(3).tobytes()  # +0.0, not -0.0 or NaN
+    # next to pairs of hull > 0 in the same call, which keep their quotient
+    a = np.array([[3.0, 3.0], [0.0, 0.5], [1.0, 1.0], [2.0, 2.25]])
+    b = np.array([[3.0, 3.0], [0.25, 0.75], [0.0, 4.0], [2.0, 2.0]])
+    assert paired_iou(a, b).tolist() == [0.0, 0.25 / 0.75, 0.0, 0.0]
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. Validation of prediction files
 # ---------------------------------------------------------------------------------------------

@@ -187,6 +187,47 @@ def test_interval_iou_of_disjoint_and_empty_intervals() -> None:
     np.testing.assert_array_equal(interval_iou(np.array([2.0, 2.0]), many[2:3]), [0.0])
 
 
+def python_iou(a: list[float], b: list[float]) -> float:
+    """IoU of two intervals with Python floats: inter / (len_a + len_b - inter), 0 where the
+    union is 0."""
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = (a[1] - a[0]) + (b[1] - b[0]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def test_interval_iou_is_the_plain_quotient_bit_for_bit() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        # a coarse grid (touching, nested, identical, empty intervals) and random reals
+        if rng.random() < 0.5:
+            many = np.sort(rng.integers(0, 6, (300, 2)), axis=1) / 2.0
+            one = np.sort(rng.integers(0, 6, 2)) / 2.0
+        else:
+            many = np.sort(rng.random((300, 2)) * rng.choice([1.0, 40.0]), axis=1)
+            one = np.sort(rng.random(2)) * rng.choice([1.0, 40.0])
+        got = interval_iou(one, many)
+        assert got.dtype == np.float64 and got.shape == (300,)
+        expected = [python_iou(one.tolist(), row) for row in many.tolist()]
+        assert got.tobytes() == np.array(expected).tobytes()
+        # the former np.divide(..., where=union > 0) formula, to the bit
+        inter = np.clip(np.minimum(one[1], many[:, 1]) - np.maximum(one[0], many[:, 0]), 0, None)
+        union = (one[1] - one[0]) + (many[:, 1] - many[:, 0]) - inter
+        former = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        assert got.tobytes() == former.tobytes()
+
+
+def test_empty_intervals_at_one_instant_have_iou_zero_and_both_stay() -> None:
+    for _ in range(3):  # fresh arrays each time: no value may come from leftover memory
+        np.full(64, np.nan)
+        got = interval_iou(np.array([2.0, 2.0]), np.array([[2.0, 2.0], [2.0, 2.0], [1.5, 2.5]]))
+        assert got.tobytes() == np.zeros(3).tobytes()  # +0.0, not -0.0 or NaN
+    # a union under 1 s keeps its quotient: [0, 0.5] and [0.25, 0.75] -> 0.25 / 0.75
+    assert interval_iou(np.array([0.0, 0.5]), np.array([[0.25, 0.75]])).tolist() == [0.25 / 0.75]
+    # IoU 0 <= 0.5: the empty interval at the same instant is not suppressed
+    rows = np.array([[2.0, 2.0, 0.9], [2.0, 2.0, 0.5]])
+    np.testing.assert_array_equal(temporal_nms(rows), rows)
+
+
 def test_nms_keeps_ties_in_row_order_and_returns_floats() -> None:
     # 40 disjoint windows of equal score: kept in row order (a stable sort)
     rows = np.array([[2.0 * i, 2.0 * i + 1, 0.5] for i in range(40)])

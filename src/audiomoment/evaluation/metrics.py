@@ -95,13 +95,17 @@ def cross_iou(spans1: Float, spans2: Float) -> Float:
 def paired_iou(spans1: Float, spans2: Float) -> Float:
     """The standard evaluation's paired IoU: inter / (max(end) - min(start)), 0 where that is 0.
 
-    ``spans1``, ``spans2``: (Q, 2). Returns (Q,).
+    ``spans1``, ``spans2``: (Q, 2) valid windows (start <= end), in seconds. Returns (Q,)
+    float64. Where the hull is > 0 the value is the plain quotient ``inter / hull``. Where it is
+    0 (two zero-length windows at the same instant) the intersection is 0 too and the IoU is
+    0, as in the standard ``compute_temporal_iou_batch_paired`` (its ``where=union != 0``):
+    the quotient divides the intersection, clipped at 0, by 1 there instead of by 0.
     """
     inter = np.maximum(
-        0, np.minimum(spans1[:, 1], spans2[:, 1]) - np.maximum(spans1[:, 0], spans2[:, 0])
+        0.0, np.minimum(spans1[:, 1], spans2[:, 1]) - np.maximum(spans1[:, 0], spans2[:, 0])
     )
     hull = np.maximum(spans1[:, 1], spans2[:, 1]) - np.minimum(spans1[:, 0], spans2[:, 0])
-    return np.divide(inter, hull, out=np.zeros_like(inter), where=hull != 0)
+    return inter / np.where(hull > 0, hull, 1.0)
 
 
 def top1_iou(top: Float, has_pred: Bool, gt: Float, gt_mask: Bool) -> Float:

@@ -79,10 +79,16 @@ def window_means(trace: NDArray[np.float64], windows: NDArray[np.int64]) -> NDAr
 
 
 def interval_iou(one: NDArray[np.float64], many: NDArray[np.float64]) -> NDArray[np.float64]:
-    """IoU of one interval (2,) with each of ``many`` (N, 2): (N,), 0 where the union is 0."""
+    """IoU of one interval (2,) with each of ``many`` (N, 2): (N,) float64.
+
+    Intervals are [start, end] with start <= end. Where the union is > 0 the value is the plain
+    quotient ``inter / union``; where it is 0 (both intervals empty at the same instant) the
+    intersection, clipped at 0, is 0 and is divided by 1: IoU 0, so such an interval never
+    suppresses another.
+    """
     inter = np.clip(np.minimum(one[1], many[:, 1]) - np.maximum(one[0], many[:, 0]), 0.0, None)
     union = (one[1] - one[0]) + (many[:, 1] - many[:, 0]) - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return inter / np.where(union > 0, union, 1.0)
 
 
 def temporal_nms(
