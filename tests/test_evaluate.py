@@ -803,6 +803,50 @@ def test_per_query_ap_is_the_standard_sum_bit_for_bit() -> None:
         assert scores.ap[:, t].tolist() == expected
 
 
+def test_ap_of_every_hit_pattern_is_the_standard_sum_bit_for_bit() -> None:
+    """Every pattern of hits and misses over 1 to 10 ranked windows, with 6 to 9 ground-truth
+    windows: 6 to 10 AP terms, across NumPy's switch from adding in order (< 8 numbers) to
+    its pairwise order (>= 8). With 7 ground-truth windows all found, the sum has exactly 7
+    terms (no final recall step) and is added in order; a spurious eighth term, even a zero,
+    would switch the order and move some sums by one unit in the last place."""
+    import itertools
+
+    from audiomoment.evaluation.metrics import score_queries
+
+    gt, pred, expected = [], [], []
+    for n_gt in (6, 7, 8, 9):
+        gt_windows = [[20.0 * k, 20.0 * k + 5.0] for k in range(n_gt)]
+        for n_pred in range(1, 11):
+            for hits in itertools.product((False, True), repeat=n_pred):
+                if sum(hits) > n_gt:
+                    continue
+                found = iter(range(n_gt))
+                windows = [
+                    [*(gt_windows[next(found)] if hit else [20.0 * r + 8.0, 20.0 * r + 9.0]),
+                     1.0 - r / 20]
+                    for r, hit in enumerate(hits)
+                ]
+                qid = len(gt)
+                gt.append({"qid": qid, "duration": 300.0, "relevant_windows": gt_windows})
+                pred.append({"qid": qid, "pred_relevant_windows": windows})
+                expected.append(standard_ap(list(hits), n_gt))
+    scores = score_queries(gt, pred)
+    assert scores.qids == list(range(len(gt)))
+    for t in range(scores.ap.shape[1]):
+        assert scores.ap[:, t].tolist() == expected
+    # by hand: 5 hits, a miss, 2 hits; 7 windows. AP = 5/7 + 2 * (1/7) * (7/8) = 27/28, and
+    # the 7 terms added in order give 0.9642857142857142, one unit in the last place under
+    # the double nearest 27/28 (0.9642857142857143), which the pairwise order would give.
+    qid = expected.index(0.9642857142857142)
+    hand = {"qid": 0, "relevant_windows": gt[qid]["relevant_windows"]}
+    assert len(hand["relevant_windows"]) == 7
+    seven = [[20.0 * k, 20.0 * k + 5.0, 1.0 - k / 20] for k in range(7)]
+    rows = [*seven[:5], [108.0, 109.0, 0.78], *seven[5:]]  # scores already descending
+    got = score_queries([hand], [{"qid": 0, "pred_relevant_windows": rows}]).ap
+    assert got.tolist() == [[0.9642857142857142] * len(IOU_THRESHOLDS)]
+    assert 27 / 28 == 0.9642857142857143
+
+
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
