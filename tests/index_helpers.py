@@ -3,7 +3,7 @@ files, planted-event archives and the exhaustive search the bounded one must equ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,13 @@ class CountingEmbedder:
     def duration_s(self, path: Path) -> float:
         return audio_info(path).duration_s
 
-    def embed(self, path: Path) -> NDArray[np.float32]:
+    def embed(self, path: Path,
+              on_windows: Callable[[int], None] | None = None) -> NDArray[np.float32]:
         self.calls.append(Path(path).name)
-        return window_embeddings(path, self.matrix)
+        rows = window_embeddings(path, self.matrix)
+        if on_windows is not None:
+            on_windows(len(rows))
+        return rows
 
 
 def window_embeddings(path: Path, matrix: NDArray[np.float64]) -> NDArray[np.float32]:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -245,8 +246,8 @@ class RewritingEmbedder(CountingEmbedder):
         super().__init__()
         self.trigger, self.target = trigger, target
 
-    def embed(self, path: Path) -> np.ndarray:
-        rows = super().embed(path)
+    def embed(self, path: Path, on_windows: Callable[[int], None] | None = None) -> np.ndarray:
+        rows = super().embed(path, on_windows)
         if Path(path).name == self.trigger and self.calls.count(self.trigger) == 1:
             rewrite(self.target, seed=777, seconds=3.0)
         return rows
@@ -1021,3 +1022,94 @@ def test_index_of_features_and_of_audio_give_the_same_answers(
     assert len(answers[0]) == 3 and all(r["moments"] for r in answers[0])
     assert [r["system"] for r in answers[0]] == [1, 1, 2]
     assert answers[0] == answers[1]
+
+
+class RecordingBar:
+    """Stands in for the run's progress bar: keeps every update (hours)."""
+
+    def __init__(self) -> None:
+        self.n = 0.0
+        self.updates: list[float] = []
+
+    def __enter__(self) -> RecordingBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, step: float) -> None:
+        self.updates.append(step)
+        self.n += step
+
+    def set_postfix_str(self, text: str) -> None:
+        return None
+
+
+class WindowByWindowEmbedder(CountingEmbedder):
+    """Reports each window as it is embedded, and notes the bar's position at each."""
+
+    def __init__(self, bar: RecordingBar) -> None:
+        super().__init__()
+        self.bar = bar
+        self.seen: list[tuple[str, float]] = []
+
+    def embed(self, path: Path, on_windows: Callable[[int], None] | None = None) -> np.ndarray:
+        rows = super().embed(path)
+        assert on_windows is not None, "index_audio must hand the embedder a progress callback"
+        for _ in rows:
+            on_windows(1)
+            self.seen.append((Path(path).name, self.bar.n))
+        return rows
+
+
+def test_the_progress_bar_moves_within_a_file_and_ends_at_the_total(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audiomoment.index import ingest
+
+    folder = tmp_path / "audio"
+    write_wav(folder / "a.wav", seed=1, seconds=3.5)  # 3 windows, 3.5 s
+    write_wav(folder / "b.wav", seed=2, seconds=2.0)  # 2 windows, 2.0 s
+    bar = RecordingBar()
+    monkeypatch.setattr(ingest, "_progress", lambda hours, n, progress: bar)
+    emb = WindowByWindowEmbedder(bar)
+    index_audio([folder], tmp_path / "db", emb, progress=False)
+    hour = 1 / 3600
+    # a.wav first (sorted): one window of 1 s per step, then the last half second on commit
+    expected = [("a.wav", 1 * hour), ("a.wav", 2 * hour), ("a.wav", 3 * hour),
+                ("b.wav", 4.5 * hour), ("b.wav", 5.5 * hour)]
+    assert [name for name, _ in emb.seen] == [name for name, _ in expected]
+    np.testing.assert_allclose([n for _, n in emb.seen], [n for _, n in expected], rtol=1e-12)
+    assert bar.n == pytest.approx(5.5 * hour, rel=1e-12)
+    assert all(step > 0 for step in bar.updates)
+
+
+def test_file_progress_never_passes_the_files_duration() -> None:
+    from audiomoment.index.ingest import _FileProgress
+
+    bar = RecordingBar()
+    progress = _FileProgress(bar, duration_s=2.5, hop_s=1.0)
+    progress(2)
+    progress(5)  # more windows than the header promised: held at the duration
+    assert bar.n == pytest.approx(2.5 / 3600, rel=1e-12)
+    progress.finish()
+    assert bar.updates == pytest.approx([2 / 3600, 0.5 / 3600], rel=1e-12)
+    fresh = RecordingBar()
+    _FileProgress(fresh, duration_s=7.25, hop_s=1.0).finish()  # an embedder that never reports
+    assert fresh.updates == pytest.approx([7.25 / 3600], rel=1e-12)
+
+
+def test_the_clap_embedder_reports_each_batch(
+    tmp_path: Path, clap_files: tuple[Path, Path]
+) -> None:
+    from audiomoment.clap.model import load_clap
+    from audiomoment.index.embedders import ClapAudioEmbedder
+
+    ckpt, _ = clap_files
+    wav = write_wav(tmp_path / "five.wav", seed=3, seconds=5.2, sr=44100)
+    emb = ClapAudioEmbedder(load_clap(ckpt, text=False), "0" * 64, batch_size=2)
+    counts: list[int] = []
+    rows = emb.embed(wav, on_windows=counts.append)
+    assert counts == [2, 2, 1]
+    assert len(rows) == 5
+    np.testing.assert_array_equal(rows, emb.embed(wav))

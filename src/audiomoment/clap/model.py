@@ -8,7 +8,7 @@ Audio: windows (see :mod:`audiomoment.io.audio`) -> HTS-AT (768-d) -> audio proj
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,10 +112,12 @@ def file_features(
     batch_size: int = 8,
     progress: bool | None = None,
     windows: WindowConfig = DEFAULT_WINDOWS,
+    on_windows: Callable[[int], None] | None = None,
 ) -> NDArray[np.float32]:
     """(T, 768) window features of a whole recording, streamed in batches.
 
-    ``progress``: a progress bar on stderr (None: only on a terminal).
+    ``progress``: a progress bar on stderr (None: only on a terminal). ``on_windows``:
+    called with the number of windows of each batch once it is encoded.
     """
     from tqdm import tqdm
 
@@ -128,6 +130,8 @@ def file_features(
         for batch in _iter_windows(path, batch_size, windows):
             rows.append(encoder.features(batch))
             bar.update(len(batch))
+            if on_windows is not None:
+                on_windows(len(batch))
     return np.concatenate(rows).astype(np.float32, copy=False)
 
 

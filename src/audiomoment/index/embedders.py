@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,10 +34,11 @@ class ClapAudioEmbedder:
     def duration_s(self, path: Path) -> float:
         return audio_info(path, self.windows).duration_s
 
-    def embed(self, path: Path) -> NDArray[np.float32]:
+    def embed(self, path: Path,
+              on_windows: Callable[[int], None] | None = None) -> NDArray[np.float32]:
         from audiomoment.clap.model import file_features
         from audiomoment.clap.projection import project
 
         feats = file_features(self.model.require_audio(), path, self.batch_size,
-                              progress=False, windows=self.windows)
+                              progress=False, windows=self.windows, on_windows=on_windows)
         return np.asarray(project(feats, self.model.heads["audio"]), dtype=np.float32)

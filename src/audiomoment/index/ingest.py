@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -51,8 +51,12 @@ class AudioEmbedder(Protocol):
         """The file's length in seconds (reads the header only; InputError if unreadable)."""
         ...
 
-    def embed(self, path: Path) -> NDArray[np.float32]:
-        """(T, dim) L2-normalised window embeddings (InputError if unreadable)."""
+    def embed(self, path: Path,
+              on_windows: Callable[[int], None] | None = None) -> NDArray[np.float32]:
+        """(T, dim) L2-normalised window embeddings (InputError if unreadable).
+
+        ``on_windows``: called with a count of windows as they are embedded (progress
+        within a long file; an embedder may also call it once, at the end, or never)."""
         ...
 
 
@@ -238,12 +242,13 @@ def index_audio(
         todo = _named_todo(writer, plan, durations)
         with _progress(sum(durations.values()) / 3600, len(todo), progress) as bar:
             for k, (path, name, st, digest) in enumerate(todo, 1):
+                advance = _FileProgress(bar, durations[path], embedder.spec.hop_s)
                 try:
                     now = path.stat()
                     if _stat_key(now) != _stat_key(st):  # changed since it was listed
                         st, digest = now, None
                         durations[path] = embedder.duration_s(path)
-                    emb = embedder.embed(path)
+                    emb = embedder.embed(path, on_windows=advance)
                     digest = digest or sha256_file(path)
                 except InputError as exc:
                     _fail(writer, report, path, st, str(exc))
@@ -263,11 +268,32 @@ def index_audio(
                 (report.replaced if replaced else report.added).append(name)
                 report.windows += len(emb)
                 bar.set_postfix_str(f"{k}/{len(todo)} files")
-                bar.update(round(durations[path] / 3600, 4))
+                advance.finish()
                 if on_commit is not None:
                     on_commit(name)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+class _FileProgress:
+    """Advances the run's bar (hours) as one file's windows are embedded, never past the
+    file's duration; :meth:`finish` adds what is left of it once the file is committed."""
+
+    def __init__(self, bar: Any, duration_s: float, hop_s: float) -> None:
+        self.bar, self.hours, self.hop_h = bar, duration_s / 3600, hop_s / 3600
+        self.shown = 0.0
+
+    def __call__(self, n_windows: int) -> None:
+        step = min(n_windows * self.hop_h, self.hours - self.shown)
+        if step > 0:
+            self.shown += step
+            self.bar.update(step)
+
+    def finish(self) -> None:
+        rest = self.hours - self.shown
+        if rest > 0:
+            self.shown = self.hours
+            self.bar.update(rest)
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int]:
