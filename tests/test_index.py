@@ -1113,3 +1113,32 @@ def test_the_clap_embedder_reports_each_batch(
     assert counts == [2, 2, 1]
     assert len(rows) == 5
     np.testing.assert_array_equal(rows, emb.embed(wav))
+
+
+def test_an_index_killed_while_it_is_created_is_no_index_then_a_whole_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest appears whole or not at all: killed between making its tables and
+    publishing it, the folder is not an index yet (a reader says so in one line), and the
+    next writer creates it; a reader of a just-created index sees an empty one."""
+    from audiomoment.index import store
+
+    class Killed(Exception):
+        pass
+
+    def killed(tmp: Path, final: Path) -> None:
+        raise Killed
+
+    db = tmp_path / "db"
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "publish_file", killed)
+        with pytest.raises(Killed), ArchiveIndex(db).writer(TEST_SPEC):
+            pass
+    assert (db / "manifest.sqlite.new").is_file() and not (db / "manifest.sqlite").exists()
+    assert not store.is_index(db)
+    with pytest.raises(InputError, match="not an audiomoment index"):
+        ArchiveIndex(db).snapshot()
+    with ArchiveIndex(db).writer(TEST_SPEC):
+        snap = ArchiveIndex(db).snapshot()  # readable while the writer holds it
+    assert len(snap) == 0 and snap.spec == TEST_SPEC
+    assert not (db / "manifest.sqlite.new").exists()

@@ -139,6 +139,22 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     return con
 
 
+def _create_manifest(path: Path) -> None:
+    """Create an empty manifest whole: its tables are made in a temporary file that is then
+    renamed, so a process killed while it creates an index leaves no manifest (the folder is
+    not an index yet) rather than one without tables. Called under the writer's lock."""
+    tmp = path.with_name(path.name + ".new")
+    for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm"),
+                     tmp.with_name(tmp.name + "-journal")):
+        leftover.unlink(missing_ok=True)
+    con = _connect(tmp, readonly=False)
+    try:
+        con.executescript(_SCHEMA)
+    finally:
+        con.close()
+    publish_file(tmp, path)
+
+
 def is_index(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is an index folder."""
     return (Path(path) / MANIFEST).is_file()
@@ -314,6 +330,8 @@ class ArchiveIndex:
                 raise InputError(
                     f"{self.root}: another process is writing this index; try again later"
                 ) from None
+            if not self.manifest.exists():
+                _create_manifest(self.manifest)
             con = _connect(self.manifest, readonly=False)
             try:
                 con.executescript(_SCHEMA)
