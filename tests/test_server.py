@@ -658,21 +658,76 @@ def test_status_shows_work_in_progress(archive: Archive) -> None:
         assert after["activity"] == [] and after["encoders"]["text"] == "ready"
 
 
-def test_encoder_problems_are_503(archive: Archive, client: Any, tmp_path: Path) -> None:
+def test_encoder_problems_are_503(archive: Archive, client: Any, tmp_path: Path,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A missing checkpoint is a 503 that says what is wrong without the server's path (the
+    server's log names it)."""
     from audiomoment.server.app import create_app
     from audiomoment.server.state import Unavailable
 
     missing = archive.config(checkpoint=tmp_path / "missing.pth")
-    with TestClient(create_app(missing), base_url=BASE) as c:
+    with TestClient(create_app(missing), base_url=BASE) as c, caplog.at_level("WARNING"):
         r = c.get("/api/search", params={"q": "a dog"})
-        assert r.status_code == 503 and "missing.pth" in r.json()["detail"]
-        assert c.get("/api/status").json()["encoders"]["text"].startswith("failed")
+        assert r.status_code == 503
+        assert r.json()["detail"] == ("cannot load the text encoder (GPT-2): checkpoint file "
+                                      "not found")
+        text = c.get("/api/status").json()["encoders"]["text"]
+        assert text == "failed: checkpoint file not found"
+        assert str(tmp_path / "missing.pth") in caplog.text
         # searches that need no encoder still work
         rec = archive.ids()["birds.wav"]
         assert c.get("/api/search/like", params={"recording_id": rec}).status_code == 200
-    # an index built with another checkpoint
-    with pytest.raises(Unavailable, match="not the checkpoint this index was built with"):
+    # an index built with another checkpoint: the answer names no file
+    with pytest.raises(Unavailable, match="not the checkpoint this index was built with") as e:
         client.app.state.encoder.text(["a dog"], "f" * 64)
+    assert str(archive.checkpoint) not in str(e.value) and "/" not in str(e.value)
+    assert str(e.value).startswith("the server's checkpoint is not the checkpoint")
+    assert e.value.log.startswith(f"{archive.checkpoint}: not the checkpoint")
+
+
+def test_unreadable_index_is_503_without_its_path(archive: Archive, tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    from audiomoment.server.app import create_app
+
+    db = tmp_path / "copy.idx"
+    shutil.copytree(archive.db, db)
+    with TestClient(create_app(archive.config(db)), base_url=BASE) as c:
+        assert c.get("/api/status").status_code == 200
+        for extra in ("manifest.sqlite-wal", "manifest.sqlite-shm"):
+            (db / extra).unlink(missing_ok=True)
+        (db / "manifest.sqlite").write_bytes(b"not a database" * 100)
+        with caplog.at_level("WARNING"):
+            for url in ("/api/status", "/api/recordings", "/api/search/like?recording_id=1"):
+                r = c.get(url)
+                assert r.status_code == 503, (url, r.text)
+                assert r.json()["detail"] == ("the index cannot be read: unreadable index "
+                                              "manifest (file is not a database)")
+        assert str(db / "manifest.sqlite") in caplog.text  # the log keeps the path
+        (db / "manifest.sqlite").unlink()
+        r = c.get("/api/status")
+        assert r.status_code == 503 and r.json()["detail"] == (
+            "the index cannot be read: not an audiomoment index (no manifest.sqlite)")
+
+
+def test_without_paths_by_hand() -> None:
+    from audiomoment.server.state import without_paths
+
+    cases = {
+        "/srv/My Music/a.idx/manifest.sqlite: unreadable index manifest (disk I/O error)":
+            "unreadable index manifest (disk I/O error)",
+        "~/CLAP.pth: checkpoint file not found": "checkpoint file not found",
+        "[Errno 13] Permission denied: '/srv/a b/w.pth'": "[Errno 13] Permission denied: <path>",
+        'Error opening "/srv/x.wav": Format not recognised.':
+            "Error opening <path>: Format not recognised.",
+        "see /home/u/.cache/w.pth. Then": "see <path>. Then",
+        "download from huggingface.co/microsoft/msclap or https://x.org/a/b": (
+            "download from huggingface.co/microsoft/msclap or https://x.org/a/b"),
+        "need start < end, 1/2 s, and/or HTTP/1.1 / top": (
+            "need start < end, 1/2 s, and/or HTTP/1.1 / top"),
+        "x: y": "x: y",
+    }
+    for message, expected in cases.items():
+        assert without_paths(message) == expected, message
 
 
 # ---------------------------------------------------------------------- property-based
@@ -867,3 +922,23 @@ def test_page_in_headless_chromium(archive: Archive, server: str) -> None:
             assert external == []
         finally:
             browser.close()
+
+
+def test_audio_that_is_gone_or_undecodable_is_410_without_its_path(tmp_path: Path) -> None:
+    from audiomoment.index.store import Recording
+    from audiomoment.server.audio import AudioUnavailable, open_source
+
+    where = tmp_path / "My Music" / "x.wav"
+    rec = Recording(id=7, name="x.wav", source=str(where), content_sha256="0" * 64,
+                    duration_s=1.0, n_windows=1, segment="s", row_offset=0, has_audio=True)
+    with pytest.raises(AudioUnavailable) as gone:
+        open_source(rec)
+    assert gone.value.status == 410 and "no longer where it was indexed" in str(gone.value)
+    where.parent.mkdir()
+    where.write_bytes(b"RIFF" + b"\x00" * 100)
+    with pytest.raises(AudioUnavailable) as bad:
+        open_source(rec)
+    message = str(bad.value)
+    assert bad.value.status == 410 and "cannot be decoded" in message, message
+    assert str(tmp_path) not in message and "My Music" not in message, message
+    assert message.startswith("recording 7 (x.wav): its audio file cannot be decoded (")

@@ -53,13 +53,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from audiomoment.server.app import create_app
+    from audiomoment.server.http import uvicorn_options
 
     app = create_app(config)
     shown = f"[{host}]" if ":" in host else host
     print(f"audiomoment: serving {db} at http://{shown}:{args.port}/ (Ctrl-C to stop)",
           file=sys.stderr)
-    uvicorn.run(app, host=host, port=args.port, log_level=args.log_level,
-                server_header=False, proxy_headers=False)
+    uvicorn.run(app, port=args.port, log_level=args.log_level, **uvicorn_options(config))
     return 0
 
 

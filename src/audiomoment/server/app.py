@@ -24,6 +24,7 @@ never the input repeated back).
 """
 
 
+import logging
 import math
 import os
 import tempfile
@@ -34,8 +35,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import anyio
 import numpy as np
-from fastapi import FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
+from fastapi import (
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    UploadFile,
+)
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -61,6 +73,7 @@ from audiomoment.server.state import (
     QueryEncoder,
     QueryStore,
     Unavailable,
+    without_paths,
 )
 
 Ranking = Literal["calibrated", "report"]
@@ -82,6 +95,10 @@ SECURITY_HEADERS = [
 MAX_ID = 2**63 - 1
 FEATURES_ONLY_NOTE = "indexed from features alone: there is no audio file to play"
 NO_QUERY_NOTE = "unknown query_id (the server keeps the queries of recent searches): search again"
+#: The fields of the example-clip form, each of which may be given once.
+CLIP_FORM_FIELDS = ("file", "start", "end", "system", "top", "ranking")
+
+log = logging.getLogger("audiomoment.server")
 
 
 # ---------------------------------------------------------------------- schema
@@ -197,9 +214,20 @@ class EmbeddingQuery(BaseModel):
 # ---------------------------------------------------------------------- middleware
 
 
+#: Answer header that makes the server close the connection after the answer (the rest of
+#: the request, unread, cannot be told from a next request).
+CLOSE = {"Connection": "close"}
+
+
 class _TooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body larger than {limit} bytes")
+        super().__init__(413, f"request body larger than {limit} bytes", headers=CLOSE)
+
+
+class _Stalled(HTTPException):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body stopped arriving (nothing for {seconds:g} s)",
+                         headers=CLOSE)
 
 
 def _host_name(value: str) -> str:
@@ -210,25 +238,73 @@ def _host_name(value: str) -> str:
 
 
 class Guard:
-    """ASGI middleware: Host check, request body bound, security headers."""
+    """ASGI middleware: HTTP version, framing and Host checks, request body bound, a time
+    limit on a body that stops arriving, security headers.
+
+    max_body : largest request body (bytes). allowed_hosts : Host names answered ("*": any).
+    body_idle_s : seconds the body may pause between two pieces before a 408 (None: no
+    limit). max_head : largest request line and header block (bytes, as sent; larger: a
+    431; the HTTP parser bounds only a head still arriving). Refusals of a request whose
+    body is left unread ask the server to close the connection.
+    """
 
     def __init__(self, app: Callable[..., Awaitable[None]], max_body: int,
-                 allowed_hosts: list[str]) -> None:
+                 allowed_hosts: list[str], body_idle_s: float | None = None,
+                 max_head: int | None = None) -> None:
         self.app = app
         self.max_body = max_body
         self.allowed = None if "*" in allowed_hosts else {h.lower() for h in allowed_hosts}
+        self.body_idle_s = body_idle_s
+        self.max_head = max_head
 
-    async def _reply(self, send: Send, status: int, detail: str) -> None:
+    @staticmethod
+    def head_bytes(scope: Scope) -> int:
+        """Size of the request line and headers as sent (``METHOD target HTTP/1.1`` and
+        ``name: value`` lines with their line ends, the blank line)."""
+        target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        if scope.get("query_string"):
+            target += 1
+        line = len(str(scope.get("method", ""))) + 1 + target + len(" HTTP/1.1\r\n")
+        return line + sum(len(k) + 2 + len(v) + 2 for k, v in scope.get("headers", [])) + 2
+
+    async def _reply(self, send: Send, status: int, detail: str, close: bool = False) -> None:
         body = JSONResponse({"detail": detail}).body
+        extra = [(b"connection", b"close")] if close else []
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode()),
-                                *SECURITY_HEADERS]})
+                                *extra, *SECURITY_HEADERS]})
         await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def framing_error(scope: Scope) -> str | None:
+        """Why a request's version or framing is refused (None: it is not): HTTP/1.x only;
+        one Host header; Content-Length digits only, and not with Transfer-Encoding (a
+        request framed two ways is read differently by different servers)."""
+        version = str(scope.get("http_version", "1.1"))
+        if not version.startswith("1."):
+            return f"HTTP/{version} is not supported: this server speaks HTTP/1.1"
+        names = [k.lower() for k, _ in scope.get("headers", [])]
+        if names.count(b"host") > 1:
+            return "more than one Host header"
+        if b"content-length" in names and b"transfer-encoding" in names:
+            return "Content-Length together with Transfer-Encoding"
+        lengths = [v for k, v in scope.get("headers", []) if k.lower() == b"content-length"]
+        if len(lengths) > 1 or (lengths and not lengths[0].strip().isdigit()):
+            return "invalid Content-Length"
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        framing = self.framing_error(scope)
+        if framing is not None:
+            await self._reply(send, 400, framing, close=True)
+            return
+        if self.max_head is not None and self.head_bytes(scope) > self.max_head:
+            await self._reply(send, 431, f"request line and headers longer than "
+                              f"{self.max_head} bytes", close=True)
             return
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
         host = _host_name(headers.get(b"host", b"").decode("latin-1"))
@@ -237,23 +313,31 @@ class Guard:
                               "requests addressed to 127.0.0.1 or localhost")
             return
         length = headers.get(b"content-length")
-        if length is not None:
-            if not length.strip().isdigit():
-                await self._reply(send, 400, "invalid Content-Length")
-                return
-            if int(length) > self.max_body:
-                await self._reply(send, 413, f"request body larger than {self.max_body} bytes")
-                return
+        if length is not None and int(length) > self.max_body:
+            await self._reply(send, 413, f"request body larger than {self.max_body} bytes",
+                              close=True)
+            return
         received = 0
+        complete = False
         started = False
 
         async def counted() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete or self.body_idle_s is None:
+                message = await receive()
+            else:
+                try:
+                    with anyio.fail_after(self.body_idle_s):
+                        message = await receive()
+                except TimeoutError:
+                    raise _Stalled(self.body_idle_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > self.max_body:
                     raise _TooLarge(self.max_body)
+            else:
+                complete = True
             return message
 
         async def secured(message: Message) -> None:
@@ -265,10 +349,10 @@ class Guard:
 
         try:
             await self.app(scope, counted, secured)
-        except _TooLarge:
+        except (_TooLarge, _Stalled) as exc:
             if started:
                 raise
-            await self._reply(send, 413, f"request body larger than {self.max_body} bytes")
+            await self._reply(send, exc.status_code, exc.detail, close=True)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -390,7 +474,7 @@ def create_app(config: ServerConfig, encoder: QueryEncoder | None = None) -> Fas
 
     @app.exception_handler(InputError)
     async def _input_error(_: Request, exc: InputError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse({"detail": without_paths(str(exc))}, status_code=422)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -398,6 +482,7 @@ def create_app(config: ServerConfig, encoder: QueryEncoder | None = None) -> Fas
 
     @app.exception_handler(Unavailable)
     async def _unavailable(_: Request, exc: Unavailable) -> JSONResponse:
+        log.warning("503: %s", exc.log)  # the server's log names the file; the answer not
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.exception_handler(AudioUnavailable)
@@ -408,7 +493,8 @@ def create_app(config: ServerConfig, encoder: QueryEncoder | None = None) -> Fas
         try:
             return index.snapshot()
         except InputError as exc:
-            raise Unavailable(str(exc)) from None
+            raise Unavailable(f"the index cannot be read: {without_paths(str(exc))}",
+                              f"the index cannot be read: {exc}") from None
 
     def recording(snap: Snapshot, recording_id: int) -> Recording:
         try:
@@ -512,7 +598,17 @@ def create_app(config: ServerConfig, encoder: QueryEncoder | None = None) -> Fas
         vector = moment_query(snap, rec.id, start, end)
         return answer(snap, f"like {recording_id}", vector, system, top, ranking, t0)
 
-    @app.post("/api/search/clip", response_model=SearchOut, responses=errors)
+    async def each_field_once(request: Request) -> None:
+        """Refuse a form that gives one of the clip form's fields more than once (the
+        form is parsed once: FastAPI reads it again from the request's cache)."""
+        form = await request.form()
+        for name in CLIP_FORM_FIELDS:
+            count = len(form.getlist(name))
+            if count > 1:
+                raise InputError(f"{name}: given {count} times; send it once")
+
+    @app.post("/api/search/clip", response_model=SearchOut, responses=errors,
+              dependencies=[Depends(each_field_once)])
     def search_clip(
         file: Annotated[UploadFile, File(description="an example clip (WAV, FLAC, ...)")],
         start: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
@@ -662,7 +758,8 @@ def create_app(config: ServerConfig, encoder: QueryEncoder | None = None) -> Fas
                                  media_type="audio/wav", headers=headers)
 
     app.add_middleware(Guard, max_body=limits.request_bytes,  # type: ignore[arg-type]
-                       allowed_hosts=config.allowed_hosts())
+                       allowed_hosts=config.allowed_hosts(), body_idle_s=limits.body_idle_s,
+                       max_head=limits.header_bytes)
     return app
 
 

@@ -73,7 +73,9 @@ def open_source(rec: Recording) -> Any:
     try:
         return sf.SoundFile(str(path))
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        from audiomoment.server.state import without_paths
+
+        reason = without_paths(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
         raise AudioUnavailable(
             f"recording {rec.id} ({rec.name}): its audio file cannot be decoded ({reason})",
             410) from None

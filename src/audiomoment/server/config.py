@@ -30,6 +30,15 @@ class Limits:
     clip (seconds of audio). top : most moments per search. clip_s : longest moment a clip
     request may cover (seconds, context excluded). context_s : most context on each side of
     a clip (seconds). page : most recordings per page of the recordings list.
+
+    The connection's bounds (what ``audiomoment serve`` gives uvicorn, see
+    :mod:`audiomoment.server.http`): header_s : seconds a client has to send a request's
+    whole request line and headers, from the connection's start or the previous answer
+    (then the connection is closed, with a 408 when part of a request came). body_idle_s :
+    seconds a request body may pause between two pieces (then a 408). keep_alive_s :
+    seconds an idle connection is kept after an answer. header_bytes : largest request line
+    and header block (bytes; larger: a 400). connections : most connections at once (a
+    request over it is answered 503 by uvicorn).
     """
 
     query_chars: int = 500
@@ -40,6 +49,11 @@ class Limits:
     clip_s: float = 120.0
     context_s: float = 10.0
     page: int = 500
+    header_s: float = 10.0
+    body_idle_s: float = 30.0
+    keep_alive_s: float = 5.0
+    header_bytes: int = 16 * 1024
+    connections: int = 64
 
 
 @dataclass(frozen=True)

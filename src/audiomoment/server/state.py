@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -37,14 +38,57 @@ if TYPE_CHECKING:
 
 
 class Unavailable(Exception):
-    """A query encoder cannot be loaded (missing weights, offline, wrong checkpoint)."""
+    """The index cannot be read, or a query encoder cannot be loaded (missing weights,
+    offline, wrong checkpoint). ``str()`` is the answer's message, which names no path of
+    the server; ``log`` is the full reason for the server's log (paths included)."""
+
+    def __init__(self, message: str, log: str | None = None) -> None:
+        super().__init__(message)
+        self.log = message if log is None else log
+
+
+#: A quoted absolute path ('/a b/c.wav' or "~/x"): the whole quoted text.
+_QUOTED_PATH = re.compile(r"""(['"])(?:~|\.{1,2})?/[^'"]*\1""")
+#: An absolute path among words: from its first / (not inside a word, number or URL) to the
+#: next space, quote, bracket or separator.
+_BARE_PATH = re.compile(r"""(?<![\w.~:/-])~?/[^\s'"()\[\]<>,;:]*""")
+#: What a path of the server is replaced with.
+HIDDEN_PATH = "<path>"
+
+
+def without_paths(message: str) -> str:
+    """``message`` with the server's filesystem paths taken out, for an answer to a client.
+
+    A leading ``/some/path: `` (how errors name their file) is dropped whole, spaces in the
+    path included; a quoted absolute path and an absolute path among words become
+    ``<path>``. Relative paths are not recognised: the server names its files absolutely.
+    """
+    text = message.strip()
+    if text[:1] in ("/", "~") and ": " in text:
+        text = text.split(": ", 1)[1]
+    text = _QUOTED_PATH.sub(HIDDEN_PATH, text)
+    return _BARE_PATH.sub(_hide, text)
+
+
+def _hide(match: re.Match[str]) -> str:
+    """A bare path's replacement: a lone "/" stays, a sentence's full stop is kept."""
+    path = match.group()
+    if len(path) == 1:
+        return path
+    return HIDDEN_PATH + "." if path.endswith(".") else HIDDEN_PATH
+
+
+def _absolute(path: Path | None) -> Path | None:
+    """``path`` made absolute (symbolic links kept), so that messages naming it are
+    recognised by :func:`without_paths`."""
+    return None if path is None else Path(os.path.abspath(path))
 
 
 class IndexState:
     """The index behind the server: the latest committed snapshot, re-taken on change."""
 
     def __init__(self, db: str | os.PathLike[str]) -> None:
-        self.index = ArchiveIndex(db)
+        self.index = ArchiveIndex(os.path.abspath(db))
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
 
@@ -170,26 +214,28 @@ class ClapQueryEncoder:
                 try:
                     with self.activity.track(f"loading the {what}"):
                         model = load_clap(
-                            self.config.checkpoint, self.config.tokenizer,
+                            _absolute(self.config.checkpoint), _absolute(self.config.tokenizer),
                             audio=part == "audio", text=part == "text",
                             threads=self.config.threads, device=self.config.device,
                         )
                         model.checkpoint_digest(self.config.cache_dir)
                 except InputError as exc:
-                    self._state[part] = f"failed: {exc}"
-                    raise Unavailable(str(exc)) from None
+                    public = f"cannot load the {what}: {without_paths(str(exc))}"
+                    self._state[part] = f"failed: {without_paths(str(exc))}"
+                    raise Unavailable(public, f"cannot load the {what}: {exc}") from None
                 except Exception as exc:  # unreadable weights, no memory, ...
-                    self._state[part] = f"failed: {type(exc).__name__}: {exc}"
-                    raise Unavailable(f"cannot load the {what}: {exc}") from None
+                    reason = f"{type(exc).__name__}: {exc}"
+                    self._state[part] = f"failed: {without_paths(reason)}"
+                    raise Unavailable(f"cannot load the {what}: {without_paths(reason)}",
+                                      f"cannot load the {what}: {reason}") from None
                 self._models[part] = model
                 self._state[part] = "ready"
         digest = model.checkpoint_digest(self.config.cache_dir)
         if checkpoint_sha256 is not None and digest != checkpoint_sha256:
-            raise Unavailable(
-                f"{model.checkpoint}: not the checkpoint this index was built with (sha256 "
-                f"{digest[:12]}... vs {checkpoint_sha256[:12]}...); start the server with "
-                "--checkpoint naming that file"
-            )
+            why = (f"not the checkpoint this index was built with (sha256 {digest[:12]}... vs "
+                   f"{checkpoint_sha256[:12]}...); start the server with --checkpoint naming "
+                   "that file")
+            raise Unavailable(f"the server's checkpoint is {why}", f"{model.checkpoint}: {why}")
         return model
 
     def text(self, texts: list[str], checkpoint_sha256: str | None) -> NDArray[np.float32]:
