@@ -313,7 +313,12 @@ def relocate_and_average(
     ``x`` (n,) centred trace, ``labels`` (n,), ``old_centres``/``sums``/``weights`` (2,).
     The farthest frame from its centre (as ``np.argpartition`` picks it) moves to the empty
     cluster, unless every frame sits on its centre; an empty cluster left over copies the
-    heaviest one. Returns the two new centres.
+    heaviest one's current value. Clusters are averaged in order, so an empty cluster 0
+    copies cluster 1's sum before that sum is divided by its count: the reference's
+    ``_average_centers`` does exactly this, and so does this function. (The engine never
+    gets there: its centres start on frames of the trace, so frames that all sit on centre
+    1 make a constant trace, both centres equal it, and ties go to cluster 0.) Returns the
+    two new centres.
     """
     lab = labels.astype(np.intp)
     sums = sums.copy()
