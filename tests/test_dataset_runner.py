@@ -18,6 +18,7 @@ features (the feature store, and the files directly).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,9 @@ def basis(k: int) -> np.ndarray:
     return v
 
 
-def write_dataset(root: Path) -> Path:
+def write_dataset(root: Path, edge_duration: float = 5.5) -> Path:
+    """The four recordings above; ``edge_duration``: rec_edge's (6 windows; below 5 s it
+    is past its duration too)."""
     rng = np.random.default_rng(3)
     feats = root / "FEATURES"
     (feats / "clap").mkdir(parents=True)
@@ -58,7 +61,7 @@ def write_dataset(root: Path) -> Path:
         ("q_event", "rec_event", 20.0, basis(1), [[8, 12]]),
         ("q_past", "rec_past", 4.2, basis(2), [[0, 4]]),
         ("q_const", "rec_const", 8.0, basis(10), [[0, 8]]),
-        ("q_edge", "rec_edge", 5.5, basis(3), [[2, 4]]),
+        ("q_edge", "rec_edge", edge_duration, basis(3), [[2, 4]]),
     ]
     lines = []
     for qid, vid, duration, direction, windows in rows:
@@ -153,3 +156,119 @@ def test_projected_recordings_are_cached_by_file_content(tiny_dataset, tmp_path:
     again = predict_dataset(annotations, tiny_dataset["features"], system=2, heads=heads,
                             cache_dir=cache, feature_store=False, progress=False)
     assert again.rows == run.rows
+
+
+@pytest.mark.parametrize("feature_store", [True, False])
+def test_every_recording_past_its_duration_is_counted(tmp_path: Path, feature_store: bool):
+    """rec_edge at 4.5 s (6 windows > ceil(4.5) = 5) joins rec_past: two recordings."""
+    annotations = read_annotations(write_dataset(tmp_path, edge_duration=4.5))
+    run = predict_dataset(annotations, tmp_path / "FEATURES", system=2, progress=False,
+                          cache_dir=tmp_path / "cache" if feature_store else None,
+                          feature_store=feature_store)
+    assert run.n_past_duration == 2
+
+
+class _Clock:
+    """Stands in for the runner's ``time`` module: ``perf_counter`` moves only when a
+    wrapped step advances it, so each stage's seconds are known exactly."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def time_ns(self) -> int:  # the feature store's memo needs the real clock
+        import time
+
+        return time.time_ns()
+
+    def advancing(self, fn, seconds: float):  # type: ignore[no-untyped-def]
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self.now += seconds
+            return fn(*args, **kwargs)
+        return wrapper
+
+
+@pytest.mark.parametrize("feature_store", [True, False])
+def test_stage_timings_are_the_sum_of_their_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, feature_store: bool
+):
+    """Each step advances a fake clock by its own power of ten: the seconds of every stage
+    are then exact sums. Four recordings, four queries, batches of three (two batches)."""
+    from audiomoment.pipelines import dataset as ds
+
+    annotations = read_annotations(write_dataset(tmp_path))
+    clock = _Clock()
+    monkeypatch.setattr(ds, "time", clock)
+    steps = {"load_audio_features": 10.0, "load_query_features": 1.0,
+             "recording_embeddings": 100.0, "recording_traces": 1000.0,
+             "localised_rows": 10000.0, "_store_plan": 100000.0}
+    for name, seconds in steps.items():
+        monkeypatch.setattr(ds, name, clock.advancing(getattr(ds, name), seconds))
+    monkeypatch.setattr(ds.StoredTraces, "take", clock.advancing(ds.StoredTraces.take, 1000.0))
+    monkeypatch.setitem(ds.BATCH_QUERIES, "fast", 3)
+
+    def run() -> dict[str, float]:
+        return predict_dataset(annotations, tmp_path / "FEATURES", system=2, progress=False,
+                               cache_dir=tmp_path / "cache", feature_store=feature_store
+                               ).timings_s
+
+    if feature_store:
+        # load: the plan (stat, memo); projection: reading 4 + 4 files, projecting 4
+        assert run() == {"load": 100000.0, "projection": 444.0, "traces": 2000.0,
+                         "localisation": 20000.0}
+        # warm: nothing read, nothing projected
+        assert run() == {"load": 100000.0, "projection": 0.0, "traces": 2000.0,
+                         "localisation": 20000.0}
+    else:
+        # load: 4 recordings and 4 query files; the traces are made per recording
+        assert run() == {"load": 44.0, "projection": 400.0, "traces": 4000.0,
+                         "localisation": 20000.0}
+
+
+@pytest.mark.parametrize("feature_store", [True, False])
+@pytest.mark.parametrize("audio_head", [False, True])
+def test_text_features_without_a_text_head_name_the_query_file(
+    tmp_path: Path, feature_store: bool, audio_head: bool
+):
+    """1024-d recordings need no head, but a 768-d query file does: the message names that
+    file, whether there are no heads at all or only the audio one."""
+    from audiomoment.pipelines.dataset import MissingProjection
+    from audiomoment.testing.random_clap import random_projection_head
+
+    annotations = read_annotations(write_dataset(tmp_path))
+    query = tmp_path / "FEATURES" / "clap_text" / "q_past.npz"
+    np.savez(query, last_hidden_state=np.ones((2, 768), np.float32))
+    heads = {"audio": random_projection_head(np.random.default_rng(0))} if audio_head else None
+    expected = f"^{re.escape(str(query))}: 768-d text features need the checkpoint's " \
+               "projection heads$"
+    with pytest.raises(MissingProjection, match=expected):
+        predict_dataset(annotations, tmp_path / "FEATURES", system=2, heads=heads,
+                        progress=False, feature_store=feature_store,
+                        cache_dir=tmp_path / "cache" if feature_store else None)
+
+
+def _bar(label: str, n: int, unit: str) -> str:
+    """tqdm's last line of a finished bar: ``label: 100%|####| n/n [.., rate unit/s]``."""
+    return rf"{label}: 100%\|[^|]*\| {n}/{n} \[[^\]]*({unit}/s|s/{unit})\]"
+
+
+@pytest.mark.parametrize("feature_store", [True, False])
+def test_progress_bars_are_shown_when_asked_and_only_then(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], feature_store: bool
+):
+    """progress=True: one bar per pass, labelled and counted in its unit (recordings
+    read, or stored; queries localised); progress=False: nothing on stderr."""
+    annotations = read_annotations(write_dataset(tmp_path))
+
+    def run(progress: bool) -> str:
+        predict_dataset(annotations, tmp_path / "FEATURES", system=2, progress=progress,
+                        cache_dir=tmp_path / "cache", feature_store=feature_store)
+        return capsys.readouterr().err
+
+    err = run(True)
+    first = _bar("storing features", 4, "rec") if feature_store else _bar("recordings", 4, "rec")
+    assert re.search(first, err), err
+    assert re.search(_bar("localising", 4, "query"), err), err
+    assert run(False) == ""
