@@ -272,3 +272,24 @@ def test_progress_bars_are_shown_when_asked_and_only_then(
     assert re.search(first, err), err
     assert re.search(_bar("localising", 4, "query"), err), err
     assert run(False) == ""
+
+
+def test_progress_none_shows_bars_on_a_terminal_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """progress=None: bars when stderr is a terminal, none otherwise (pytest's capture)."""
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    annotations = read_annotations(write_dataset(tmp_path))
+    predict_dataset(annotations, tmp_path / "FEATURES", system=2, feature_store=False)
+    assert capsys.readouterr().err == ""
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    predict_dataset(annotations, tmp_path / "FEATURES", system=2, feature_store=False)
+    assert re.search(_bar("recordings", 4, "rec"), terminal.getvalue())
+    assert re.search(_bar("localising", 4, "query"), terminal.getvalue())
