@@ -6,6 +6,8 @@
 * :mod:`audiomoment.server.audio` — WAV bytes of a moment, and a recording streamed as WAV
   with byte ranges for the page's player;
 * :mod:`audiomoment.server.app` — the FastAPI application (API, page, limits, errors);
+* :mod:`audiomoment.server.http` — how ``serve`` runs uvicorn (HTTP/1.1 framing refused
+  when malformed, deadlines for slow clients, bounded heads and connections);
 * ``static/`` — the page (HTML, CSS, JavaScript), shipped with the package.
 """
 

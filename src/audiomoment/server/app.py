@@ -17,10 +17,13 @@ Routes (the OpenAPI schema is at ``/openapi.json``):
 
 Requests name recordings by their integer id in the index, never by path; the only files
 opened are the index's own (read-only) and the indexed sources of recordings with audio.
-Every request body is bounded (:class:`~audiomoment.server.config.Limits`), a Host header
-other than a loopback name is refused when the server is bound to loopback, and errors are
-JSON ``{"detail": "<one line>"}`` with a 4xx status (invalid fields as ``field: what is wrong``,
-never the input repeated back).
+Every request head and body is bounded (:class:`~audiomoment.server.config.Limits`); a
+body that stops arriving is a 408; a request framed two ways (Content-Length and
+Transfer-Encoding), with two Host headers or in a version other than HTTP/1 is refused; a
+Host header other than a loopback name is refused when the server is bound to loopback;
+errors are JSON ``{"detail": "<one line>"}`` with a 4xx status (invalid fields as
+``field: what is wrong``, never the input repeated back, never a path of the server: 503s
+say what is wrong and the server's log names the file).
 """
 
 

@@ -37,8 +37,7 @@ def _security_headers() -> list[tuple[bytes, bytes]]:
     return list(SECURITY_HEADERS)
 
 
-def error_response(status: int, reason: bytes, detail: str) -> tuple[list[tuple[bytes, bytes]],
-                                                                       bytes]:
+def error_response(detail: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """Headers and body of a JSON error answer that closes the connection."""
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"),
@@ -95,7 +94,7 @@ class BoundedH11Protocol(H11Protocol):
             # part of a request came: say why the connection ends (h11 cannot frame an
             # answer to a request it has not read, so the bytes are written as they are)
             detail = f"the request did not arrive within {self.header_s:g} s"
-            headers, body = error_response(408, b"Request Timeout", detail)
+            headers, body = error_response(detail)
             head = b"HTTP/1.1 408 Request Timeout\r\n" + b"".join(
                 name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
             self.transport.write(head + body)
@@ -145,7 +144,7 @@ class BoundedH11Protocol(H11Protocol):
             cycle.message_event.set()
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not (
                 answering and cycle.response_started):
-            headers, body = error_response(status, reason, detail)
+            headers, body = error_response(detail)
             try:
                 out = self.conn.send(h11.Response(status_code=status, headers=headers,
                                                   reason=reason))
