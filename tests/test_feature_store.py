@@ -538,3 +538,398 @@ def test_predict_dataset_defaults(tiny_dataset: dict, tmp_path: Path) -> None:
     assert (cache / fs.CACHE_SUBDIR).is_dir()  # the store was filled
     expected = _bytes(_predict(tiny_dataset, 1, None), tmp_path / "ref.jsonl")
     assert _bytes(run, tmp_path / "default.jsonl") == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the caches live, and the memos reused
+# ---------------------------------------------------------------------------------------------
+
+
+def _float32_key(head: object) -> str:
+    """The documented key: SHA-256 of the four weight arrays as float32 bytes, 16 hex."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("linear1", "linear2", "ln_weight", "ln_bias"):
+        h.update(np.asarray(getattr(head, name), dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_the_store_folder_is_named_by_the_head_digests(tmp_path: Path) -> None:
+    """``store/<audio digest>-<text digest>``, ``none`` for a missing head, ``joint``
+    without heads; a head given in float64 is the same float32 weights, the same key."""
+    from dataclasses import replace
+
+    from audiomoment.testing.random_clap import random_projection_head
+
+    rng = np.random.default_rng(5)
+    audio, text = random_projection_head(rng), random_projection_head(rng)
+    da, dt = ds.head_digest(audio), ds.head_digest(text)
+    assert da == _float32_key(audio) and dt == _float32_key(text) and da != dt
+    assert len(da) == 16
+    wide = replace(audio, linear1=audio.linear1.astype(np.float64),
+                   ln_bias=audio.ln_bias.astype(np.float64))
+    assert ds.head_digest(wide) == da
+    bumped = replace(audio, ln_bias=audio.ln_bias + np.float32(1))
+    assert ds.head_digest(bumped) != da
+    store = tmp_path / fs.CACHE_SUBDIR
+    assert ds.feature_store_dir(tmp_path, {"audio": audio, "text": text}) == store / f"{da}-{dt}"
+    assert ds.feature_store_dir(tmp_path, {"audio": audio}) == store / f"{da}-none"
+    assert ds.feature_store_dir(tmp_path, {"text": text}) == store / f"none-{dt}"
+    assert ds.feature_store_dir(tmp_path, None) == ds.feature_store_dir(tmp_path, {}) \
+        == store / "joint"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_checkpoint_heads_memo_lives_under_the_checkpoint_digest(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``<cache>/store/heads/<checkpoint sha256>.json`` holds the head digests, and the
+    checkpoint's SHA-256 is remembered in ``<cache>/digests.json``: a second construction
+    neither hashes nor loads the checkpoint."""
+    from audiomoment.io import cache as cache_mod
+
+    ckpt = tiny_dataset["checkpoint"]
+    heads = load_projection_heads(ckpt)
+    cache = tmp_path / "cache"
+    ds.CheckpointHeads(ckpt, cache)
+    memo = cache / fs.CACHE_SUBDIR / "heads" / f"{_sha256(ckpt)}.json"
+    assert json.loads(memo.read_text()) == {"audio": ds.head_digest(heads["audio"]),
+                                            "text": ds.head_digest(heads["text"])}
+    assert _sha256(ckpt) in json.loads((cache / "digests.json").read_text()).values()
+    hashed = _Counter(cache_mod.file_digest)
+    monkeypatch.setattr(cache_mod, "file_digest", hashed)
+    again = ds.CheckpointHeads(ckpt, cache)
+    assert not again.loaded and not hashed.calls
+    assert sorted(again) == ["audio", "text"] and len(again) == 2
+
+
+@pytest.mark.parametrize("content", ['{"audio": 5, "text": 7}', '{"audio": "x", "text": 1}',
+                                     '["audio", "text"]', '"audio"', '{"audio": '])
+def test_a_damaged_heads_memo_is_not_trusted(
+    tiny_dataset: dict, tmp_path: Path, content: str
+) -> None:
+    """A memo that is not an object of strings: the checkpoint is read at once and the
+    memo written again."""
+    ckpt = tiny_dataset["checkpoint"]
+    heads = load_projection_heads(ckpt)
+    ds.CheckpointHeads(ckpt, tmp_path)
+    memo = tmp_path / fs.CACHE_SUBDIR / "heads" / f"{_sha256(ckpt)}.json"
+    memo.write_text(content)
+    again = ds.CheckpointHeads(ckpt, tmp_path)
+    assert again.loaded
+    assert again.digest("audio") == ds.head_digest(heads["audio"])
+    assert json.loads(memo.read_text()) == {"audio": ds.head_digest(heads["audio"]),
+                                            "text": ds.head_digest(heads["text"])}
+
+
+def test_a_heads_memo_that_cannot_be_written_costs_only_time(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audiomoment.io import atomic
+
+    def refuse(path: Path, text: str) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(atomic, "write_text", refuse)
+    heads = load_projection_heads(tiny_dataset["checkpoint"])
+    for cache in (tmp_path, None):
+        lazy = ds.CheckpointHeads(tiny_dataset["checkpoint"], cache)
+        assert lazy.loaded and lazy.digest("text") == ds.head_digest(heads["text"])
+    assert not (tmp_path / fs.CACHE_SUBDIR).exists()
+
+
+def test_run_settings_remember_the_checkpoint_digest(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint's SHA-256, hashed once per cache folder; the neutral source kept for
+    System 1 only."""
+    from audiomoment.config import LocalizeConfig
+    from audiomoment.io import cache as cache_mod
+
+    ckpt, config = tiny_dataset["checkpoint"], LocalizeConfig()
+    first = ds.run_settings(1, config, neutral_source="file n.npy", checkpoint=ckpt,
+                            cache_dir=tmp_path)
+    assert (first.checkpoint_sha256, first.neutral_source) == (_sha256(ckpt), "file n.npy")
+    hashed = _Counter(cache_mod.file_digest)
+    monkeypatch.setattr(cache_mod, "file_digest", hashed)
+    for system in (2, "window"):
+        later = ds.run_settings(system, config, neutral_source="file n.npy", checkpoint=ckpt,
+                                cache_dir=tmp_path)
+        assert (later.checkpoint_sha256, later.neutral_source) == (_sha256(ckpt), None)
+    assert not hashed.calls
+    none = ds.run_settings(2, config, neutral_source=None, checkpoint=None, cache_dir=None)
+    assert none.checkpoint_sha256 is None
+
+
+def test_projected_recordings_are_reused_and_a_bad_entry_redone(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-file path projects each recording once per cache folder; an entry of the
+    wrong shape is projected again and replaced."""
+    cache = tmp_path / "cache"
+    expected = _bytes(_predict(tiny_dataset, 2, None), tmp_path / "ref.jsonl")
+    projected = _Counter(ds.project)
+    monkeypatch.setattr(ds, "project", projected)
+
+    def recordings_projected() -> int:
+        return sum(np.ndim(args[0]) == 2 for args in projected.calls)
+
+    _predict(tiny_dataset, 2, cache, store=False)
+    assert recordings_projected() == 2
+    assert _bytes(_predict(tiny_dataset, 2, cache, store=False), tmp_path / "a.jsonl") \
+        == expected
+    assert recordings_projected() == 2  # both from the cache
+    rec_a = tiny_dataset["features"] / "clap" / "rec_a.npz"
+    (entry,) = (cache / "projected").rglob(f"{_sha256(rec_a)}.npy")
+    np.save(entry, np.zeros((3, 1024), np.float32))
+    assert _bytes(_predict(tiny_dataset, 2, cache, store=False), tmp_path / "b.jsonl") \
+        == expected
+    assert recordings_projected() == 3
+    assert np.load(entry).shape == (50, 1024)
+
+
+# ---------------------------------------------------------------------------------------------
+# Staging and committing: what the store holds, when
+# ---------------------------------------------------------------------------------------------
+
+
+def _names(tiny: dict) -> dict[str, str]:
+    """sha256 -> file stem, and absolute path -> file stem, of the tiny dataset's files."""
+    out = {}
+    for path in tiny["features"].rglob("*.npz"):
+        out[fs.file_sha256(str(path))] = out[str(path.resolve())] = path.stem
+    return out
+
+
+@pytest.mark.parametrize(("limit", "expected"), [
+    (1, [{"rec_a"}, {"q1"}, {"q2"}, {"rec_b"}, {"q3"}]),
+    (43, [{"rec_a"}, {"q1", "q2", "rec_b", "q3"}]),
+    (52, [{"rec_a", "q1", "q2"}, {"rec_b", "q3"}]),
+    (92, [{"rec_a", "q1", "q2", "rec_b"}, {"q3"}]),
+    (ds.STORE_BATCH_ROWS, [{"rec_a", "q1", "q2", "rec_b", "q3"}]),
+])
+def test_the_store_commits_when_the_staged_rows_reach_the_batch(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int,
+    expected: list[set[str]]
+) -> None:
+    """Files are staged in order rec_a (50 windows), q1, q2 (one row each), rec_b (40), q3;
+    a commit as soon as the staged rows reach the limit, and one at the end. Each file's
+    memo entry goes with its rows."""
+    names = _names(tiny_dataset)
+    commits: list[tuple[set[str], set[str]]] = []
+    real = fs.StoreWriter.commit
+
+    def spy(self, audio, text, memo):  # type: ignore[no-untyped-def]
+        commits.append(({names[sha] for sha, _ in (*audio, *text)},
+                        {names[stat.path] for stat, _, _ in memo}))
+        return real(self, audio, text, memo)
+
+    monkeypatch.setattr(fs.StoreWriter, "commit", spy)
+    monkeypatch.setattr(ds, "STORE_BATCH_ROWS", limit)
+    _predict(tiny_dataset, "window", tmp_path / "cache")
+    assert [rows for rows, _ in commits] == expected
+    assert [memo for _, memo in commits] == expected
+
+
+def test_identical_files_are_read_once(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recording and a query file identical to earlier ones are hashed, not read; the
+    projection folder is found once per run."""
+    feats = tiny_dataset["features"]
+    (feats / "clap" / "rec_c.npz").write_bytes((feats / "clap" / "rec_a.npz").read_bytes())
+    (feats / "clap_text" / "q4.npz").write_bytes((feats / "clap_text" / "q1.npz").read_bytes())
+    rows = [*tiny_dataset["rows"], {"qid": "q4", "query": "a dog barks", "vid": "rec_c",
+                                    "duration": 50.0, "relevant_windows": [[10, 20]]}]
+    tiny_dataset["annotations"].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    counters = _count_reads(monkeypatch)
+    folders = _Counter(ds.projection_cache)
+    monkeypatch.setattr(ds, "projection_cache", folders)
+    _predict(tiny_dataset, 2, tmp_path / "cache")
+    assert [vid for _, vid in counters["audio"].calls] == ["rec_a", "rec_b"]
+    assert [qid for _, qid in counters["text"].calls] == ["q1", "q2", "q3"]
+    assert len(folders.calls) == 1
+    assert _n_rows(tmp_path / "cache") == {fs.AUDIO: 2, fs.TEXT: 3}
+
+
+@pytest.mark.parametrize("when", ["before the read", "after the read"])
+def test_a_query_file_changed_while_read_is_refused_and_not_stored(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """q2 rewritten between its hashing and the hashing after its read: the run stops with
+    a message naming it, and the next run stores (and predicts from) its new content."""
+    import re
+
+    q2 = tiny_dataset["features"] / "clap_text" / "q2.npz"
+    hidden = np.load(q2)["last_hidden_state"]
+    real = ds.load_query_features
+
+    def rewritten(features_dir, qid):  # type: ignore[no-untyped-def]
+        if qid == "q2" and when == "before the read":
+            np.savez(q2, last_hidden_state=-hidden)
+        vector = real(features_dir, qid)
+        if qid == "q2" and when == "after the read":
+            np.savez(q2, last_hidden_state=-hidden)
+        return vector
+
+    monkeypatch.setattr(ds, "load_query_features", rewritten)
+    cache = tmp_path / "cache"
+    with pytest.raises(ds.InputError, match=f"^{re.escape(str(q2))}: the file changed while "
+                                            "it was read; run again$"):
+        _predict(tiny_dataset, 2, cache)
+    monkeypatch.undo()
+    expected = _bytes(_predict(tiny_dataset, 2, None), tmp_path / "ref.jsonl")
+    assert _bytes(_predict(tiny_dataset, 2, cache), tmp_path / "a.jsonl") == expected
+    assert _bytes(_predict(tiny_dataset, 2, cache), tmp_path / "b.jsonl") == expected
+
+
+def test_files_that_cannot_be_stated_are_stored_without_a_memo_entry(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No stat, no memo entry (such files are hashed on every run); the rows are stored
+    all the same, a commit per file."""
+    cache = tmp_path / "cache"
+    expected = _bytes(_predict(tiny_dataset, 2, None), tmp_path / "ref.jsonl")
+    monkeypatch.setattr(ds, "stat_file", lambda path: None)
+    monkeypatch.setattr(ds, "STORE_BATCH_ROWS", 1)
+    run = _predict(tiny_dataset, 2, cache)
+    assert _bytes(run, tmp_path / "a.jsonl") == expected and not run.notes
+    assert _n_rows(cache) == {fs.AUDIO: 2, fs.TEXT: 3}
+    assert fs.FeatureStore(_store_root(cache)).snapshot().memo == {}
+
+
+def test_a_run_rewrites_only_the_memo_entries_of_files_it_hashed(
+    tiny_dataset: dict, tmp_path: Path
+) -> None:
+    feats = tiny_dataset["features"]
+    _age_files(feats)
+    cache = tmp_path / "cache"
+    _predict(tiny_dataset, 2, cache)
+    store = fs.FeatureStore(_store_root(cache))
+    before = dict(store.snapshot().memo)
+    assert len(before) == 5
+    rec_b = str((feats / "clap" / "rec_b.npz").resolve())
+    past = time.time() - 600
+    os.utime(rec_b, (past, past))
+    _predict(tiny_dataset, 2, cache)
+    after = store.snapshot().memo
+    assert after[rec_b][1] == os.stat(rec_b).st_mtime_ns != before[rec_b][1]
+    del after[rec_b], before[rec_b]
+    assert after == before
+
+
+def test_a_warm_run_needs_no_writer(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Everything stored: the run neither waits for nor needs the writer's lock (another
+    process may hold it), and reads no feature file."""
+    _age_files(tiny_dataset["features"])
+    cache = tmp_path / "cache"
+    heads = load_projection_heads(tiny_dataset["checkpoint"])
+    expected = _bytes(_predict(tiny_dataset, 2, cache, heads=heads), tmp_path / "a.jsonl")
+    counters = _count_reads(monkeypatch)
+    with fs.FeatureStore(ds.feature_store_dir(cache, heads)).writer():
+        run = _predict(tiny_dataset, 2, cache, heads=heads)
+    assert not run.notes
+    assert _bytes(run, tmp_path / "b.jsonl") == expected
+    assert {k: len(c.calls) for k, c in counters.items()} == {"hash": 0, "audio": 0, "text": 0}
+
+
+def test_a_run_reads_only_the_memo_of_its_features_folder(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two features folders share one store; each run looks up only its own files."""
+    import shutil
+
+    feats = tiny_dataset["features"]
+    other = tmp_path / "OTHER"
+    shutil.copytree(feats, other)
+    cache = tmp_path / "cache"
+    _predict(tiny_dataset, 2, cache)
+    _predict({**tiny_dataset, "features": other}, 2, cache)
+    seen: list[set[str]] = []
+    real = ds._store_plan
+
+    def spy(annotations, groups, root, snap):  # type: ignore[no-untyped-def]
+        seen.append(set(snap.memo))
+        return real(annotations, groups, root, snap)
+
+    monkeypatch.setattr(ds, "_store_plan", spy)
+    _predict(tiny_dataset, 2, cache)
+    _predict({**tiny_dataset, "features": other}, 2, cache)
+    for folder, memo in zip((feats, other), seen, strict=True):
+        assert len(memo) == 5
+        assert all(path.startswith(str(folder.resolve()) + os.sep) for path in memo)
+
+
+def test_each_segment_is_mapped_once_per_chunk_and_released_after_its_last_use(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One segment per file; queries of rec_a, rec_b, rec_a in annotation order. A chunk
+    maps each segment once, holds at most one recording segment at a time, and drops every
+    map when done."""
+    rows = tiny_dataset["rows"]
+    tiny_dataset["annotations"].write_text(
+        "".join(json.dumps(r) + "\n" for r in (rows[0], rows[2], rows[1])))
+    cache = tmp_path / "cache"
+    expected = _bytes(_predict(tiny_dataset, 2, None), tmp_path / "ref.jsonl")
+    monkeypatch.setattr(ds, "STORE_BATCH_ROWS", 1)
+    _predict(tiny_dataset, 2, cache)
+    events: list[tuple[str, str]] = []
+    real_map, real_release = fs.StoreSnapshot._map, fs.StoreSnapshot.release
+
+    def mapping(self, name):  # type: ignore[no-untyped-def]
+        events.append(("map", name))
+        return real_map(self, name)
+
+    def releasing(self, name):  # type: ignore[no-untyped-def]
+        events.append(("release", name))
+        return real_release(self, name)
+
+    monkeypatch.setattr(fs.StoreSnapshot, "_map", mapping)
+    monkeypatch.setattr(fs.StoreSnapshot, "release", releasing)
+    run = _predict(tiny_dataset, 2, cache)
+    assert _bytes(run, tmp_path / "a.jsonl") == expected
+    mapped: list[str] = []
+    live: set[str] = set()
+    for event, name in events:
+        if event == "map":
+            assert name not in mapped, events
+            mapped.append(name)
+            live.add(name)
+        else:
+            live.discard(name)
+        assert sum(n.startswith(fs.AUDIO) for n in live) <= 1, events
+    assert len(mapped) == 5 and not live, events
+
+
+def test_a_query_asked_twice_in_a_recording_is_projected_once(
+    tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows given directly (not read from a file, which refuses a repeated qid): q1 twice,
+    then q2, in rec_a. Both q1 rows get the same answer, the per-file path's bytes; the
+    store holds the file once, and it is projected once."""
+    rows = tiny_dataset["rows"]
+    annotations = [rows[0], rows[0], rows[1], rows[2]]
+    heads = load_projection_heads(tiny_dataset["checkpoint"])
+    feats = tiny_dataset["features"]
+
+    def run(cache: Path | None) -> ds.PredictionRun:
+        return ds.predict_dataset(annotations, feats, system=2, heads=heads, cache_dir=cache,
+                                  progress=False)
+
+    expected = _bytes(run(None), tmp_path / "ref.jsonl")
+    assert expected.count(b"\n") == 4
+    projected = _Counter(ds.project)
+    monkeypatch.setattr(ds, "project", projected)
+    result = run(tmp_path / "cache")
+    assert _bytes(result, tmp_path / "a.jsonl") == expected
+    assert result.rows[0] == result.rows[1]
+    assert sorted(np.ndim(args[0]) for args in projected.calls) == [1, 1, 1, 2, 2]
+    assert _n_rows(tmp_path / "cache") == {fs.AUDIO: 2, fs.TEXT: 3}
