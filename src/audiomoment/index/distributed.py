@@ -8,8 +8,8 @@ workers send back their rows; the driver joins the pieces of a recording in orde
 commits it through the ordinary :class:`~audiomoment.index.store.IndexWriter`, recordings
 in the order of the single-process run, so the index is the same one, bit for bit, and a
 search during the run sees a consistent index. A worker that dies is restarted and its
-pieces are run again (Ray's actor restarts and task retries); a killed driver leaves what
-it committed, and a re-run finds those recordings unchanged and goes on with the rest.
+pieces are run again (see "Faults" below); a killed driver leaves what it committed, and a
+re-run finds those recordings unchanged and goes on with the rest.
 
 Pieces are spans of ``piece_windows`` windows (a multiple of the embedder's batch size, so
 the encoder sees the very batches it sees in one process); the encoder's windows are
@@ -19,10 +19,22 @@ rows (:meth:`PieceEmbedder.finisher`), with the driver's torch threads (the proj
 rounding can depend on their number: the one-process run on the driver's machine, with the
 same ``--threads``, gives the same rows). Every node must see the audio files under the same
 paths (a shared file system). Ray is imported only here, and only when a run starts.
+
+Faults: a worker that dies (its process, or its whole node) fails the pieces it held; the
+driver hands them to the workers that are up and asks Ray to restart the lost one (on any
+node that has room; it rejoins once its model is loaded). A piece is run again at most
+``max_retries`` times, then its file is listed as a failure. When no worker at all is up for
+``worker_timeout_s`` seconds (every node lost, none to restart on), the run stops with one
+line (at the start, the run waits for its first worker as long as Ray takes); what it
+committed stays, and the next run goes on from there. A worker given GPUs
+(``gpus_per_worker`` > 0) loads its model on "cuda"; :class:`ClapFactory` refuses in one
+line when torch on that node sees no GPU (a cluster that advertises GPUs it does not have),
+and the run stops with that line when no worker could load the model.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 import copy
 import itertools
@@ -65,6 +77,8 @@ PIECE_WINDOWS = 600
 QUEUE_PER_WORKER = 2
 #: Recordings committed together at most (one segment file each commit).
 COMMIT_RECORDINGS = 256
+#: Seconds the run waits, once every worker up was lost and none restarted, before it stops.
+WORKER_TIMEOUT_S = 600.0
 
 #: ``embedder_factory(device)``: the embedder of one worker; device "cuda" when the worker
 #: was given GPUs (Ray restricts it to them), else "cpu".
@@ -166,7 +180,8 @@ class ClapFactory:
     checkpoint : the checkpoint file (the same path on every node). checkpoint_sha256 : its
     digest (computed once by the driver). precision : "float32" or "bfloat16". threads :
     torch's CPU threads (None: Ray's setting, the worker's CPUs). batch_size : windows per
-    forward pass.
+    forward pass. On device "cuda" (a worker given GPUs) where torch sees no GPU it raises
+    InputError (no fallback to the CPU): the worker does not start.
     """
 
     checkpoint: str
@@ -228,11 +243,22 @@ class WorkerInfo:
 @dataclass(frozen=True)
 class PieceResult:
     """One piece's rows (None when the file could not be read: ``error`` says why),
-    and the file's sha256 when asked for."""
+    the file's sha256 when asked for, and the Ray node id of the worker that read it."""
 
     rows: NDArray[np.float32] | None
     error: str | None = None
     digest: str | None = None
+    node: str = ""
+
+
+def _node_id() -> str:
+    """The Ray node this process runs on ("" outside a Ray worker)."""
+    try:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else ""
+    except Exception:  # only a label for the report
+        return ""
 
 
 def _reason(path: Path, exc: Exception) -> str:
@@ -248,6 +274,7 @@ class EmbedWorker:
         self.device = device
         self.embedder = as_piece_embedder(factory(device))
         self.splittable = isinstance(self.embedder, PieceEmbedder)
+        self.node = _node_id()
 
     def describe(self) -> WorkerInfo:
         import socket
@@ -282,9 +309,10 @@ class EmbedWorker:
                 rows = self.embedder.embed_windows(path, first, stop)
             else:
                 rows = self.embedder.embed(path)
-            return PieceResult(np.asarray(rows), digest=sha256_file(path) if digest else None)
+            return PieceResult(np.asarray(rows), digest=sha256_file(path) if digest else None,
+                               node=self.node)
         except (InputError, OSError) as exc:
-            return PieceResult(None, error=_reason(path, exc))
+            return PieceResult(None, error=_reason(path, exc), node=self.node)
 
 
 # ---------------------------------------------------------------------- the driver
@@ -293,11 +321,14 @@ class EmbedWorker:
 @dataclass
 class ClusterReport(IngestReport):
     """What one run on a cluster did: :class:`IngestReport`, the workers that took part,
-    the pieces embedded, and the throughput."""
+    the pieces embedded (``nodes``: how many on each Ray node, by node id), the pieces run
+    again after their worker was lost (``retried``), and the throughput."""
 
     workers: int = 0
     pieces: int = 0
     embed_seconds: float = 0.0
+    nodes: dict[str, int] = field(default_factory=dict)
+    retried: int = 0
 
     @property
     def windows_per_s(self) -> float:
@@ -305,8 +336,9 @@ class ClusterReport(IngestReport):
         return self.windows / self.embed_seconds if self.embed_seconds > 0 else 0.0
 
     def summary(self) -> str:
+        nodes = f", {len(self.nodes)} nodes" if len(self.nodes) > 1 else ""
         return (super().summary()
-                + f" ({self.windows_per_s:.1f} windows/s on {self.workers} workers)")
+                + f" ({self.windows_per_s:.1f} windows/s on {self.workers} workers{nodes})")
 
 
 def import_ray() -> Any:
@@ -323,7 +355,9 @@ def _connect(ray: Any, address: str | None) -> bool:
     True when this call started Ray (and must shut it down)."""
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
+    # the workers' output stays in Ray's logs: the driver reports their failures itself, in
+    # one line (a worker's traceback would otherwise be copied to this terminal)
+    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if not address and "RAY_ADDRESS" not in os.environ:
         kwargs["include_dashboard"] = False
     try:
@@ -385,6 +419,7 @@ def index_audio_ray(
     cpus_per_worker: float = 1.0,
     piece_windows: int = PIECE_WINDOWS,
     max_retries: int = 3,
+    worker_timeout_s: float = WORKER_TIMEOUT_S,
     progress: bool | None = None,
     neutral: NDArray[np.floating] | None = None,
     on_commit: Callable[[str], None] | None = None,
@@ -398,8 +433,12 @@ def index_audio_ray(
     (default: as many as the cluster's CPUs, or GPUs, allow). ``gpus_per_worker``: whole or
     fractional GPUs per worker (None: 1 when the cluster has GPUs, else 0).
     ``piece_windows``: windows per piece. ``max_retries``: how often a piece is run again
-    after its worker died (then the file is listed as a failure). ``neutral``,
-    ``on_commit``: as in ``index_audio``.
+    after its worker died or its node was lost (then the file is listed as a failure).
+    ``worker_timeout_s``: how long the run waits once every worker that was up is lost
+    (none restarted: no node left with room) before it stops with InputError; what was
+    committed stays. (At the start, the run waits for the first worker as long as Ray
+    takes to place it and load its model.) ``neutral``, ``on_commit``: as in
+    ``index_audio``.
     """
     ray = import_ray()
     t0 = time.perf_counter()
@@ -410,15 +449,17 @@ def index_audio_ray(
     try:
         n, gpus, cpus = _resources(ray, workers, gpus_per_worker, cpus_per_worker)
         with ArchiveIndex(db).writer() as writer:
+            # a lost worker is restarted by Ray; its pieces are run again by the driver, on
+            # whichever workers are up (a task retried by Ray would wait for that one worker)
             actor_cls = ray.remote(EmbedWorker).options(
-                num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=max_retries)
+                num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=0)
             device = "cuda" if gpus > 0 else "cpu"
             actors = [actor_cls.remote(embedder_factory, device) for _ in range(n)]
-            pool = _Pool(ray, actors)
+            pool = _Pool(ray, actors, worker_timeout_s)
             info = pool.first()
             writer.claim_spec(info.spec)
             plan = _begin_audio_run(writer, files, roots, report, neutral)
-            probed = _probe(pool, [p for p, *_ in plan.todo])
+            probed = _probe(pool, [p for p, *_ in plan.todo], max_retries)
             durations, counts = {}, {}
             for path, _, st, _ in plan.todo:
                 got = probed[path]
@@ -448,18 +489,25 @@ def index_audio_ray(
 
 
 class _Pool:
-    """The workers, and which of them have loaded their model (``ready``)."""
+    """The workers, which of them have loaded their model (``ready``), and those being
+    started or restarted (``starting``: their ``describe`` call -> index)."""
 
-    def __init__(self, ray: Any, actors: list[Any]) -> None:
-        self.ray, self.actors = ray, actors
+    def __init__(self, ray: Any, actors: list[Any], timeout_s: float = WORKER_TIMEOUT_S
+                 ) -> None:
+        self.ray, self.actors, self.timeout_s = ray, actors, timeout_s
         self.ready: set[int] = set()
         self.starting = {a.describe.remote(): i for i, a in enumerate(actors)}
         self.errors: list[str] = []
+        self.lost_count = 0  # workers lost while they were up
+        self.none_up_since: float | None = None  # the last worker up was lost then
 
     def first(self) -> WorkerInfo:
         """Wait for the first worker that loads its model; InputError when none can."""
         while self.starting:
-            done, _ = self.ray.wait(list(self.starting), num_returns=1)
+            done, _ = self.ray.wait(list(self.starting), num_returns=1, timeout=1.0)
+            if not done:
+                self._check_stalled()
+                continue
             info = self._started(done[0])
             if info is not None:
                 return info
@@ -475,11 +523,40 @@ class _Pool:
             self.errors.append(_last_line(exc, "the worker did not start"))
             return None
         self.ready.add(i)
+        self.none_up_since = None
         return info
 
-    def wait(self, refs: list[Any], timeout: float | None) -> list[Any]:
-        """Those of ``refs`` that are done (after ``timeout`` s at most; None: one at
-        least), noting meanwhile the workers that started."""
+    def lost(self, i: int) -> None:
+        """Worker ``i`` failed a call (its process or node died, or it cannot be reached):
+        no more work for it until Ray has restarted it and its model is loaded again."""
+        if i not in self.ready:
+            return
+        self.ready.discard(i)
+        self.lost_count += 1
+        if not self.ready and self.none_up_since is None:
+            self.none_up_since = time.monotonic()
+        # answered once the restarted actor is up (Ray holds the call until then)
+        self.starting[self.actors[i].describe.options(max_task_retries=-1).remote()] = i
+
+    def _check_stalled(self) -> None:
+        """InputError when no worker has been up for ``timeout_s`` s, or none can be."""
+        if self.ready:
+            return
+        cause = f"; last error: {self.errors[-1]}" if self.errors else ""
+        if not self.starting:
+            raise InputError(f"no Ray worker is left to embed the audio{cause}")
+        since = self.none_up_since
+        if since is not None and time.monotonic() - since > self.timeout_s:
+            raise InputError(
+                f"no Ray worker has been up for {self.timeout_s:g} s ({self.lost_count} lost, "
+                f"none restarted: nodes gone?){cause}; what was committed stays, run again "
+                f"to go on")
+
+    def wait(self, refs: list[Any], timeout: float) -> list[Any]:
+        """Those of ``refs`` that are done (after ``timeout`` s at most), noting meanwhile
+        the workers that started; InputError when the pool has stalled (see
+        :meth:`_check_stalled`)."""
+        self._check_stalled()
         waiting = refs + list(self.starting)
         if not waiting:
             raise RuntimeError("nothing in flight and no worker starting")
@@ -494,30 +571,44 @@ class _Pool:
         return [ref for ref in done if ref in wanted]
 
 
+#: How Ray's traceback names the project's own one-line errors (the name is left out).
+_INPUT_ERROR = f"{InputError.__module__}.{InputError.__qualname__}: "
+
+
 def _last_line(exc: BaseException, default: str) -> str:
+    """The last line of a Ray error (a worker's exception: its type and message), the
+    message alone for an InputError; ``default`` when empty."""
     text = str(exc).strip()
-    return text.splitlines()[-1] if text else default
+    line = text.splitlines()[-1] if text else default
+    return line.removeprefix(_INPUT_ERROR)
 
 
-def _probe(pool: _Pool, paths: list[Path]) -> dict[Path, tuple[float, int] | str]:
+def _probe(pool: _Pool, paths: list[Path], max_retries: int = 3
+           ) -> dict[Path, tuple[float, int] | str]:
     """Every file's duration and window count (or why it cannot be read), read by the
-    workers that have started, a chunk of files at a time each."""
+    workers that are up, a chunk of files at a time each; a chunk whose worker was lost is
+    read again by another (``max_retries`` times at most, then its files are failures)."""
     size = max(1, min(256, math.ceil(len(paths) / (4 * len(pool.actors)))))
-    chunks = collections.deque(paths[i : i + size] for i in range(0, len(paths), size))
-    inflight: dict[Any, tuple[list[Path], int]] = {}
+    chunks = collections.deque((paths[i : i + size], 0) for i in range(0, len(paths), size))
+    inflight: dict[Any, tuple[list[Path], int, int]] = {}  # ref -> (chunk, tries, actor)
     out: dict[Path, tuple[float, int] | str] = {}
     while chunks or inflight:
-        for a in sorted(pool.ready - {a for _, a in inflight.values()}):
+        for a in sorted(pool.ready - {a for *_, a in inflight.values()}):
             if chunks:
-                chunk = chunks.popleft()
-                inflight[pool.actors[a].probe.remote(chunk)] = (chunk, a)
-        for ref in pool.wait(list(inflight), None):
-            chunk, _ = inflight.pop(ref)
+                chunk, tries = chunks.popleft()
+                inflight[pool.actors[a].probe.remote(chunk)] = (chunk, tries, a)
+        for ref in pool.wait(list(inflight), 1.0):
+            chunk, tries, a = inflight.pop(ref)
             try:
                 answers = pool.ray.get(ref)
             except pool.ray.exceptions.RayActorError as exc:
+                pool.lost(a)
+                if tries < max_retries:
+                    chunks.appendleft((chunk, tries + 1))
+                    continue
                 why = _last_line(exc, "worker lost")
-                answers = [f"{p}: the worker reading it died ({why})" for p in chunk]
+                answers = [f"{p}: the worker reading it died {tries + 1} times ({why})"
+                           for p in chunk]
             out.update(zip(chunk, answers, strict=True))
     return out
 
@@ -533,6 +624,7 @@ class _Run:
         self.on_commit, self.max_retries = on_commit, max_retries
         self.queue = collections.deque(
             (i, k) for i, f in enumerate(todo) for k in range(len(f.spans)))
+        self.tries: collections.Counter[tuple[int, int]] = collections.Counter()
         self.inflight: dict[Any, tuple[int, int, int]] = {}  # ref -> (file, piece, actor)
         self.load = [0] * len(self.actors)
         self.cursor = 0  # the first file not committed yet
@@ -542,6 +634,7 @@ class _Run:
         self.first_dispatch: float | None = None
         self.committed = 0
         self.embedded = 0  # windows the workers sent back (for the throughput)
+        self.used: set[int] = set()  # workers that sent back a piece
 
     def _estimate(self, i: int, k: int) -> int:
         first, stop = self.todo[i].spans[k]
@@ -578,8 +671,18 @@ class _Run:
         try:
             result: PieceResult = self.ray.get(ref)
         except self.ray.exceptions.RayActorError as exc:
+            # the worker died, or its node: the piece goes to the next worker free
+            self.pool.lost(a)
+            if i in self.ahead:
+                self.ahead[i] -= self._estimate(i, k)
+            self.tries[i, k] += 1
+            if self.tries[i, k] <= self.max_retries and f.error is None:
+                # back in its place: the queue stays in file order, the cursor's file first
+                bisect.insort(self.queue, (i, k))
+                self.report.retried += 1
+                return
             result = PieceResult(None, error=f"{f.path}: the worker embedding it died "
-                                             f"{self.max_retries + 1} times "
+                                             f"{self.tries[i, k]} times "
                                              f"({_last_line(exc, 'worker lost')})")
         if f.error is not None:
             return
@@ -591,7 +694,9 @@ class _Run:
         if result.digest:
             f.digest = result.digest
         self.embedded += len(result.rows)
+        self.used.add(a)
         self.report.pieces += 1
+        self.report.nodes[result.node] = self.report.nodes.get(result.node, 0) + 1
         shown = min(len(result.rows) * self.info.spec.hop_s / 3600,
                     f.duration / 3600 - f.hours_shown)
         f.hours_shown += shown
@@ -652,4 +757,4 @@ class _Run:
             self._commit(bar)
         if self.first_dispatch is not None:
             self.report.embed_seconds = time.perf_counter() - self.first_dispatch
-        self.report.workers = len(self.pool.ready)
+        self.report.workers = len(self.used | self.pool.ready)
