@@ -86,8 +86,8 @@ load average 5.1 at the start, 8.1 at the end):
     scheduling overhead: 0.53 ms per empty task submitted together, 1.60 ms one after the
     other; actor calls 0.53 ms (0.16 ms pipelined); the driver's loop 1.20 ms per piece
 
-Across nodes the rows travel through the object stores (the node's, then the driver's), not
-shared memory: the per-piece cost stays about 1 ms, as on one node.
+With every worker on another node than the driver, the driver's loop costs 1.2 ms per piece,
+within the 1.0 to 1.3 ms it costs with the workers on its own node.
 """
 
 from __future__ import annotations
