@@ -631,9 +631,14 @@ def test_a_damaged_heads_memo_is_not_trusted(
 def test_a_heads_memo_that_cannot_be_written_costs_only_time(
     tiny_dataset: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The heads are read and the run goes on; without a cache folder no memo is even
+    tried."""
     from audiomoment.io import atomic
 
+    tried: list[Path] = []
+
     def refuse(path: Path, text: str) -> None:
+        tried.append(Path(path))
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(atomic, "write_text", refuse)
@@ -642,6 +647,8 @@ def test_a_heads_memo_that_cannot_be_written_costs_only_time(
         lazy = ds.CheckpointHeads(tiny_dataset["checkpoint"], cache)
         assert lazy.loaded and lazy.digest("text") == ds.head_digest(heads["text"])
     assert not (tmp_path / fs.CACHE_SUBDIR).exists()
+    memo = tmp_path / fs.CACHE_SUBDIR / "heads" / f"{_sha256(tiny_dataset['checkpoint'])}.json"
+    assert tried == [memo]
 
 
 def test_run_settings_remember_the_checkpoint_digest(
