@@ -53,16 +53,18 @@ class SpanEmbedder(CountingEmbedder):
     """The test embedder of ``index_helpers`` on any span of a file's 1-s windows.
 
     ``kill_marker``: the first piece that starts past window 0 while this file exists
-    deletes it and ends the worker's process (os._exit), as a crash would. ``delay_s``:
+    deletes it and ends the worker's process (os._exit), as a crash would. ``fatal``: a
+    file name whose pieces past window 0 end the worker's process every time. ``delay_s``:
     a pause per piece (keeps a run going long enough to be interrupted).
     """
 
     batch_size = 1
 
     def __init__(self, kill_marker: Path | None = None, delay_s: float = 0.0,
-                 touch: Path | None = None) -> None:
+                 touch: Path | None = None, fatal: str | None = None) -> None:
         super().__init__()
         self.kill_marker = kill_marker
+        self.fatal = fatal
         self.delay_s = delay_s
         self.touch = touch
 
@@ -70,6 +72,8 @@ class SpanEmbedder(CountingEmbedder):
         return int(sf.info(str(path)).frames) // int(sf.info(str(path)).samplerate)
 
     def embed_windows(self, path: Path, first: int, stop: int | None) -> NDArray[np.float32]:
+        if Path(path).name == self.fatal and first > 0:
+            os._exit(1)
         if self.kill_marker is not None and first > 0:
             try:
                 self.kill_marker.unlink()
@@ -100,9 +104,10 @@ class SpanEmbedder(CountingEmbedder):
 
 
 def span_embedder(device: str, kill_marker: Path | None = None,
-                  delay_s: float = 0.0, touch: Path | None = None) -> SpanEmbedder:
+                  delay_s: float = 0.0, touch: Path | None = None,
+                  fatal: str | None = None) -> SpanEmbedder:
     """An ``embedder_factory`` of :class:`SpanEmbedder`."""
-    return SpanEmbedder(kill_marker, delay_s, touch)
+    return SpanEmbedder(kill_marker, delay_s, touch, fatal)
 
 
 # ------------------------------------------------------------------ what the index holds
@@ -295,8 +300,37 @@ def test_a_worker_that_dies_is_replaced_and_its_piece_run_again(
     report = index_audio_ray([folder], many, factory, cluster, workers=2, piece_windows=2,
                              progress=False)
     assert not marker.exists()  # a worker did die
+    assert report.retried >= 1  # the piece it held (and any queued behind it) ran again
     assert len(report.added) == 6 and len(report.failed) == 2
     assert_same_index(one, many)
+
+
+def test_a_piece_that_kills_its_worker_every_time_fails_its_file_alone(
+    cluster: str, tmp_path: Path
+) -> None:
+    folder, _, one, many = archive_and_its_index(tmp_path)
+    factory = functools.partial(span_embedder, fatal="r2.wav")
+    # r2.wav (5 windows) in pieces of 3: [0, 3) is embedded, [3, end) kills its worker, is
+    # run once more (max_retries=1), kills that one too, and r2.wav is listed as a failure
+    report = index_audio_ray([folder], many, factory, cluster, workers=2, piece_windows=3,
+                             max_retries=1, progress=False)
+    r2 = folder / "r2.wav"
+    # that piece once, and any piece queued behind it on its worker (those never started:
+    # they do not count against their files, which are all indexed)
+    assert report.retried >= 1
+    [reason] = [r for s, r in report.failed if s == str(r2)]
+    assert reason.startswith(f"{r2}: the worker embedding it died 2 times (")
+    assert "\n" not in reason
+    assert sorted(report.added) == ["r0.wav", "r1.wav", "r3.wav", "r4.wav", "r5.wav"]
+    # the other recordings, rows and all, are those of one process
+    state, whole = index_state(many), index_state(one)
+    assert state["rows"] == {n: v for n, v in whole["rows"].items() if n != "r2.wav"}
+    assert [r[1] for r in state["recordings"]] == [r[1] for r in whole["recordings"]
+                                                   if r[1] != "r2.wav"]
+    # the next run tries it again only once it has changed (a failure is remembered)
+    again = index_audio_ray([folder], many, span_embedder, cluster, workers=2,
+                            piece_windows=3, progress=False)
+    assert (again.added, again.failed) == ([], [])
 
 
 def test_a_file_that_changes_while_the_workers_read_it_is_read_again_next_run(

@@ -51,6 +51,9 @@ from test_ray import (  # noqa: E402
     index_state,
 )
 
+#: Ray's setting (read from the environment, lower case as Ray spells it): the largest
+#: result sent along with a call's reply; larger ones wait in the object store of the node.
+INLINE_LIMIT = "RAY_" + "max_direct_call_object_size"
 #: Windows of the six readable files of ``write_archive`` (1-s windows, whole ones).
 WINDOWS = {"r0.wav": 7, "r1.wav": 2, "r2.wav": 5, "r3.wav": 1, "r4.wav": 4, "r5.wav": 6}
 
@@ -169,8 +172,12 @@ def ray_nodes() -> Iterator[Nodes]:
     # the nodes' sockets, logs and the "current cluster" file in a folder of their own (a
     # ray.init() elsewhere on this machine must not find this cluster, nor this one another)
     temp = tempfile.mkdtemp(prefix="amray-", dir="/tmp")
-    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "PYTHONPATH", "RAY_ADDRESS")}
+    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "PYTHONPATH", "RAY_ADDRESS",
+                                            INLINE_LIMIT)}
     os.environ["RAY_TMPDIR"] = temp
+    # every piece's rows are kept in its node's object store until the driver fetches them
+    # (as the rows of 10-minute pieces are), not sent along with the reply as small ones are
+    os.environ[INLINE_LIMIT] = "0"
     os.environ.pop("RAY_ADDRESS", None)
     # the workers import this module (the test embedder), test_ray and index_helpers
     os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -294,6 +301,45 @@ def test_a_node_lost_mid_run_leaves_its_pieces_to_the_other_node(
     # the held piece, and the one queued behind it, were run again on node_a
     assert report.retried >= 1
     assert report.workers == 2  # both took part; node_b's is not back (no node has room)
+
+
+def test_rows_lost_with_their_node_before_the_driver_fetched_them_are_embedded_again(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    folder, _, one, many = archive_and_its_index(tmp_path)
+    log = _log(tmp_path)
+    ids = nodes.ids()
+    node_b = ids["node_b"]
+
+    def b_pieces() -> int:
+        return pieces_by_node(log)[node_b]
+
+    calls: list[str] = []
+
+    def lose_b_with_rows(name: str) -> None:
+        # the driver waits here: a piece node_b finishes now stays in node_b's object
+        # store, unfetched, when node_b goes
+        calls.append(name)
+        if len(calls) > 1:
+            return
+        before = b_pieces()
+        deadline = time.monotonic() + 60
+        while b_pieces() == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)
+        nodes.remove("node_b")
+
+    with ends_within(180):
+        report = index_audio_ray([folder], many, functools.partial(node_embedder, log=log),
+                                 nodes.address, workers=2, piece_windows=1, progress=False,
+                                 on_commit=lose_b_with_rows)
+    assert_same_index(one, many)
+    # node_b embedded at least one piece whose rows never reached the driver: node_a
+    # embedded it again
+    done_on_b = b_pieces()
+    assert 1 <= report.nodes[node_b] < done_on_b
+    assert report.nodes[ids["node_a"]] == sum(WINDOWS.values()) - report.nodes[node_b]
+    assert report.retried >= done_on_b - report.nodes[node_b]
 
 
 def test_every_node_lost_stops_in_one_line_and_the_next_run_goes_on(

@@ -625,6 +625,7 @@ class _Run:
         self.queue = collections.deque(
             (i, k) for i, f in enumerate(todo) for k in range(len(f.spans)))
         self.tries: collections.Counter[tuple[int, int]] = collections.Counter()
+        self.unstarted: set[Any] = set()  # calls of a lost worker that had not started
         self.inflight: dict[Any, tuple[int, int, int]] = {}  # ref -> (file, piece, actor)
         self.load = [0] * len(self.actors)
         self.cursor = 0  # the first file not committed yet
@@ -665,17 +666,28 @@ class _Run:
                 self.first_dispatch = time.perf_counter()
 
     def _receive(self, ref: Any, bar: Any) -> None:
-        i, k, a = self.inflight.pop(ref)
-        self.load[a] -= 1
+        i, k, a = self.inflight[ref]
         f = self.todo[i]
+        errors = self.ray.exceptions
         try:
             result: PieceResult = self.ray.get(ref)
-        except self.ray.exceptions.RayActorError as exc:
-            # the worker died, or its node: the piece goes to the next worker free
-            self.pool.lost(a)
+        except (errors.RayActorError, errors.ObjectLostError) as exc:
+            # the worker died, or its node (with the rows of a piece it had done): the
+            # piece goes to the next worker free
+            if isinstance(exc, errors.RayActorError) and a in self.pool.ready:
+                # first news of this loss: a worker runs its calls in order, so the oldest
+                # of its pieces was running; those queued behind it never started
+                mine = [r for r, (_, _, b) in self.inflight.items() if b == a]
+                self.unstarted.update(mine[1:])
+                self.pool.lost(a)
+            ran = isinstance(exc, errors.RayActorError) and ref not in self.unstarted
+            self.unstarted.discard(ref)
+            del self.inflight[ref]
+            self.load[a] -= 1
             if i in self.ahead:
                 self.ahead[i] -= self._estimate(i, k)
-            self.tries[i, k] += 1
+            # only a piece that was running when its worker died counts against its file
+            self.tries[i, k] += ran
             if self.tries[i, k] <= self.max_retries and f.error is None:
                 # back in its place: the queue stays in file order, the cursor's file first
                 bisect.insort(self.queue, (i, k))
@@ -684,6 +696,9 @@ class _Run:
             result = PieceResult(None, error=f"{f.path}: the worker embedding it died "
                                              f"{self.tries[i, k]} times "
                                              f"({_last_line(exc, 'worker lost')})")
+        else:
+            del self.inflight[ref]
+            self.load[a] -= 1
         if f.error is not None:
             return
         if result.error is not None:
