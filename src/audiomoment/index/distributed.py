@@ -20,10 +20,12 @@ rounding can depend on their number: the one-process run on the driver's machine
 same ``--threads``, gives the same rows). Every node must see the audio files under the same
 paths (a shared file system). Ray is imported only here, and only when a run starts.
 
-Faults: a worker that dies (its process, or its whole node) fails the pieces it held; the
-driver hands them to the workers that are up and asks Ray to restart the lost one (on any
-node that has room; it rejoins once its model is loaded). A piece is run again at most
-``max_retries`` times, then its file is listed as a failure. When no worker at all is up for
+Faults: a worker that dies (its process, or its whole node) fails the pieces it held, and a
+node that dies loses the rows of pieces done there and not yet fetched; the driver hands
+those pieces to the workers that are up and asks Ray to restart the lost worker (on any node
+that has room; it rejoins once its model is loaded). Only the piece a worker was running
+when it died counts against its file (the ones queued behind it never started): run again
+``max_retries`` times, it is then listed as a failure. When no worker at all is up for
 ``worker_timeout_s`` seconds (every node lost, none to restart on), the run stops with one
 line (at the start, the run waits for its first worker as long as Ray takes); what it
 committed stays, and the next run goes on from there. A worker given GPUs
