@@ -449,6 +449,7 @@ def test_the_cli_on_the_cluster_with_ms_clap_pieces(
     summary = json.loads(out)
     assert (summary["added"], summary["windows"]) == (2, 6) and summary["workers"] in (1, 2)
     assert summary["pieces"] == 6  # 3 windows each, pieces of one window
+    assert sum(summary["nodes"].values()) == 6 and summary["retried"] == 0  # one local node
     assert_same_index(one, many)
 
     # the Python interface with a batch of 2 and pieces of 2 windows: the same rows

@@ -78,7 +78,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
             "recordings": len(snapshot), "hours": round(snapshot.hours, 4),
             "windows": snapshot.n_windows,
             **({"workers": report.workers, "pieces": report.pieces,
-                "windows_per_s": round(report.windows_per_s, 2)}
+                "windows_per_s": round(report.windows_per_s, 2),
+                "nodes": dict(report.nodes), "retried": report.retried}
                if hasattr(report, "windows_per_s") else {}),
         }))
     else:
