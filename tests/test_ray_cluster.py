@@ -296,8 +296,12 @@ def test_a_node_lost_mid_run_leaves_its_pieces_to_the_other_node(
     assert sorted(Path(s).name for s, _ in report.failed) == ["broken.wav", "short.wav"]
     by_node = pieces_by_node(log)
     assert by_node[ids["node_b"]] == 3
-    assert report.nodes == dict(by_node)
-    assert report.nodes[ids["node_a"]] == sum(WINDOWS.values()) - 3
+    # the driver counts a piece on the node whose rows it received: node_b's finished
+    # pieces, but for any whose rows it had not fetched before the node went (lost with
+    # it, under load usually the last one): those are embedded again on node_a
+    assert report.nodes[ids["node_a"]] == by_node[ids["node_a"]]
+    assert report.nodes.get(ids["node_b"], 0) <= 3
+    assert sum(report.nodes.values()) == sum(WINDOWS.values())
     # the held piece, and the one queued behind it, were run again on node_a
     assert report.retried >= 1
     assert report.workers == 2  # both took part; node_b's is not back (no node has room)
