@@ -29,13 +29,18 @@ from audiomoment.cli import main
 from audiomoment.errors import InputError
 from audiomoment.index.distributed import (
     ClapFactory,
+    ClusterReport,
     PieceEmbedder,
+    WorkerInfo,
+    _File,
+    _Pool,
+    _Run,
     index_audio_ray,
     piece_spans,
 )
 from audiomoment.index.embedders import ClapAudioEmbedder
 from audiomoment.index.ingest import index_audio
-from audiomoment.index.store import ArchiveIndex
+from audiomoment.index.store import ArchiveIndex, ModelSpec
 from audiomoment.io.audio import WindowConfig, iter_window_range, load_windows
 
 TESTS = Path(__file__).resolve().parent
@@ -222,6 +227,108 @@ def test_ray_missing_is_one_line_saying_how_to_install(
     with pytest.raises(InputError, match=r"audiomoment\[ray\]"):
         index_audio_ray([tmp_path / "a"], tmp_path / "db", span_embedder)
     assert not (tmp_path / "db").exists()
+
+
+class _FakeRay:
+    """The part of the ``ray`` module that the driver's bookkeeping uses: a call is a ref
+    whose outcome the test sets (``outcome[ref]``: the result, or the error ``get`` raises);
+    ``wait`` returns the refs that have one."""
+
+    class exceptions:  # as Ray spells it
+        class RayError(Exception):
+            pass
+
+        class RayActorError(RayError):
+            pass
+
+        class ObjectLostError(RayError):
+            pass
+
+    def __init__(self) -> None:
+        self.outcome: dict[object, Any] = {}
+
+    def get(self, ref: object) -> Any:
+        out = self.outcome[ref]
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+    def wait(self, refs: list[object], num_returns: int = 1, timeout: float | None = None
+             ) -> tuple[list[object], list[object]]:
+        done = [r for r in refs if r in self.outcome][:num_returns]
+        return done, [r for r in refs if r not in done]
+
+
+class _FakeActor:
+    """An actor handle: ``actor.method.remote(*args)`` (or ``.options(...).remote``) notes
+    the call in ``calls`` (method name, args, ref) and returns a new ref."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...], object]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        actor = self
+
+        class Method:
+            def options(self, **kwargs: Any) -> Method:
+                return self
+
+            def remote(self, *args: Any) -> object:
+                ref = object()
+                actor.calls.append((name, args, ref))
+                return ref
+
+        return Method()
+
+
+def test_a_late_failure_from_a_lost_worker_is_no_second_loss_of_its_restarted_one() -> None:
+    """The driver's bookkeeping, one worker, one file of 4 one-window pieces: the worker
+    dies running piece 0 (piece 1 queued behind it); Ray restarts it and it is up again
+    before the failure of piece 1 is seen. That failure is not a second loss: the new
+    worker stays up, its pieces keep their standing; its own death later counts again."""
+    ray, actor = _FakeRay(), _FakeActor()
+    info = WorkerInfo(ModelSpec(dim=4), 1, True, _same, "host", "cpu")
+    pool = _Pool(ray, [actor], timeout_s=60)
+    ray.outcome[actor.calls[0][2]] = info  # the first describe
+    assert pool.first() is info and pool.ready == {0}
+    todo = [_File(Path("a.wav"), "a.wav", os.stat(__file__), "", 4.0, piece_spans(4, 1))]
+    todo[0].parts = [None] * 4
+    run = _Run(pool, info, None, ClusterReport(), todo, None, max_retries=3, piece_windows=1)
+
+    def embed_refs() -> list[object]:
+        return [ref for name, _, ref in actor.calls if name == "embed"]
+
+    def died() -> Exception:
+        return ray.exceptions.RayActorError("the actor died")
+
+    run._dispatch()  # pieces 0 and 1 (two calls queued per worker)
+    e0, e1 = embed_refs()
+    assert [run.inflight[r][:3] for r in (e0, e1)] == [(0, 0, 0), (0, 1, 0)]
+    ray.outcome[e0] = died()
+    run._receive(e0, None)  # first news: lost; piece 1 had not started
+    assert (pool.ready, pool.lost_count, pool.restarts) == (set(), 1, [1])
+    assert run.unstarted == {e1} and run.tries[0, 0] == 1
+    [restart] = pool.starting
+    ray.outcome[restart] = info  # restarted, its model loaded again
+    assert pool.wait([e1], 0) == [] and pool.ready == {0} and not pool.starting
+
+    run._dispatch()  # piece 0 again, to the new worker (piece 1 still counts as queued)
+    e0_again = embed_refs()[-1]
+    assert run.inflight[e0_again] == (0, 0, 0, 1)
+    ray.outcome[e1] = died()
+    run._receive(e1, None)  # the dead worker's queued call: no news
+    assert (pool.ready, pool.lost_count, pool.restarts) == ({0}, 1, [1])
+    assert not pool.starting and not run.unstarted
+    assert run.tries[0, 1] == 0 and list(run.queue) == [(0, 1), (0, 2), (0, 3)]
+    assert set(run.inflight) == {e0_again} and run.load == [1]
+
+    run._dispatch()  # piece 1 queued behind piece 0 on the new worker
+    e1_again = embed_refs()[-1]
+    ray.outcome[e0_again] = died()
+    run._receive(e0_again, None)  # the new worker dies running piece 0: counted
+    assert (pool.ready, pool.lost_count, pool.restarts) == (set(), 2, [2])
+    assert run.unstarted == {e1_again} and run.tries[0, 0] == 2 and run.report.retried == 3
+    assert len(pool.starting) == 1
 
 
 # ------------------------------------------------------------------ on a local cluster

@@ -501,6 +501,9 @@ class _Pool:
         self.starting = {a.describe.remote(): i for i, a in enumerate(actors)}
         self.errors: list[str] = []
         self.lost_count = 0  # workers lost while they were up
+        #: per worker, how often it was lost (and restarted): tells a call to the worker
+        #: that died from a call to the worker Ray put in its place
+        self.restarts = [0] * len(actors)
         self.none_up_since: float | None = None  # the last worker up was lost then
 
     def first(self) -> WorkerInfo:
@@ -535,6 +538,7 @@ class _Pool:
             return
         self.ready.discard(i)
         self.lost_count += 1
+        self.restarts[i] += 1
         if not self.ready and self.none_up_since is None:
             self.none_up_since = time.monotonic()
         # answered once the restarted actor is up (Ray holds the call until then)
@@ -628,7 +632,8 @@ class _Run:
             (i, k) for i, f in enumerate(todo) for k in range(len(f.spans)))
         self.tries: collections.Counter[tuple[int, int]] = collections.Counter()
         self.unstarted: set[Any] = set()  # calls of a lost worker that had not started
-        self.inflight: dict[Any, tuple[int, int, int]] = {}  # ref -> (file, piece, actor)
+        #: ref -> (file, piece, actor, the actor's restarts when the call was made)
+        self.inflight: dict[Any, tuple[int, int, int, int]] = {}
         self.load = [0] * len(self.actors)
         self.cursor = 0  # the first file not committed yet
         self.ahead: dict[int, int] = {}  # files past the cursor: windows handed out
@@ -660,7 +665,7 @@ class _Run:
             first, stop = self.todo[i].spans[k]
             ref = self.actors[a].embed.remote(self.todo[i].path, first, stop,
                                               k == 0 and not self.todo[i].digest)
-            self.inflight[ref] = (i, k, a)
+            self.inflight[ref] = (i, k, a, self.pool.restarts[a])
             self.load[a] += 1
             if i != self.cursor:
                 self.ahead[i] = self.ahead.get(i, 0) + self._estimate(i, k)
@@ -668,7 +673,7 @@ class _Run:
                 self.first_dispatch = time.perf_counter()
 
     def _receive(self, ref: Any, bar: Any) -> None:
-        i, k, a = self.inflight[ref]
+        i, k, a, restarts = self.inflight[ref]
         f = self.todo[i]
         errors = self.ray.exceptions
         try:
@@ -676,10 +681,13 @@ class _Run:
         except (errors.RayActorError, errors.ObjectLostError) as exc:
             # the worker died, or its node (with the rows of a piece it had done): the
             # piece goes to the next worker free
-            if isinstance(exc, errors.RayActorError) and a in self.pool.ready:
-                # first news of this loss: a worker runs its calls in order, so the oldest
-                # of its pieces was running; those queued behind it never started
-                mine = [r for r, (_, _, b) in self.inflight.items() if b == a]
+            if isinstance(exc, errors.RayActorError) and restarts == self.pool.restarts[a]:
+                # first news of this loss (a call made to the worker since it was last lost:
+                # the failure of an older call, seen once it was restarted and up again, is
+                # no news): a worker runs its calls in order, so the oldest of its pieces was
+                # running; those queued behind it never started
+                mine = [r for r, (_, _, b, n) in self.inflight.items()
+                        if b == a and n == restarts]
                 self.unstarted.update(mine[1:])
                 self.pool.lost(a)
             ran = isinstance(exc, errors.RayActorError) and ref not in self.unstarted
