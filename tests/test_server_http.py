@@ -12,21 +12,28 @@ long it took.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import select
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile as sf
 import uvicorn
 from test_server import Archive, archive, server  # noqa: F401  (fixtures)
 
-from audiomoment.server.config import Limits
+from audiomoment.index.store import ArchiveIndex, NewRecording
+from audiomoment.server.config import Limits, ServerConfig
 from audiomoment.server.http import BoundedH11Protocol, uvicorn_options
 
 #: The short time limits of the server under test (seconds).
@@ -178,13 +185,12 @@ class Served:
 LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "asyncio", "audiomoment", "")
 
 
-@pytest.fixture(scope="module")
-def served(archive: Archive) -> Iterator[Served]:  # noqa: F811
-    """The application under uvicorn with ``serve``'s options (short time limits) in a
-    thread, on a free loopback port."""
+@contextmanager
+def serving(config: ServerConfig) -> Iterator[Served]:
+    """The application of ``config`` under uvicorn with ``serve``'s options in a thread, on
+    a free loopback port."""
     from audiomoment.server.app import create_app
 
-    config = archive.config(limits=LIMITS)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
@@ -208,6 +214,13 @@ def served(archive: Archive) -> Iterator[Served]:  # noqa: F811
         thread.join(30)
         for name in LOGGERS:
             logging.getLogger(name).removeHandler(log)
+
+
+@pytest.fixture(scope="module")
+def served(archive: Archive) -> Iterator[Served]:  # noqa: F811
+    """The test index served with short time limits."""
+    with serving(archive.config(limits=LIMITS)) as srv:
+        yield srv
 
 
 def refused(ex: Exchange, statuses: tuple[int, ...] = (400,), words: str = "",
@@ -443,3 +456,45 @@ def test_the_serve_command_refuses_malformed_framing(server: str) -> None:  # no
     big = b"GET /api/status HTTP/1.1\r\n" + HOST + b"X-Big: " + b"b" * 20000 + b"\r\n\r\n"
     refused(exchange(port, big), (431,))
     assert exchange(port, GOOD).statuses == [200]
+
+
+
+def test_audio_streams_whole_past_the_body_timer(archive: Archive,  # noqa: F811
+                                                 tmp_path: Path) -> None:
+    """A player's request that announces a body it never sends (``Content-Length: 10``):
+    the audio answer does not read it, and while the answer streams for longer than
+    ``body_idle_s`` (a client that reads nothing meanwhile, a recording larger than what the
+    sockets hold) the body's timer must not cut it: the whole WAV arrives, and nothing is
+    logged as an error."""
+    sr, seconds = 48000, 60.0  # 11.5 MB of 16-bit stereo WAV
+    source = tmp_path / "long.wav"
+    signal = np.random.default_rng(3).uniform(-0.5, 0.5, (round(sr * seconds), 2))
+    sf.write(source, signal, sr, subtype="PCM_16")
+    db = tmp_path / "index.idx"
+    shutil.copytree(archive.db, db)
+    rows = np.random.default_rng(4).standard_normal((60, 1024))
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    with ArchiveIndex(db).writer(archive.embedder.spec) as writer:
+        writer.add([NewRecording(name="long.wav", embeddings=rows, duration_s=seconds,
+                                 content_sha256="1" * 64, source=str(source),
+                                 has_audio=True)])
+    rec = {r.name: r.id for r in ArchiveIndex(db).snapshot().recordings}["long.wav"]
+    get = b"GET /api/recordings/%d/audio HTTP/1.1\r\n" % rec + HOST
+    with serving(archive.config(db=db, limits=LIMITS)) as srv:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting
+            sock.settimeout(PATIENCE)
+            sock.connect(("127.0.0.1", srv.port))
+            sock.sendall(get + b"Content-Length: 10\r\nConnection: close\r\n\r\n")
+            time.sleep(2 * LIMITS.body_idle_s)  # the server waits on full sockets meanwhile
+            data = b""
+            while chunk := sock.recv(1 << 16):
+                data += chunk
+        answers, rest = parse_answers(data)
+        assert [a.status for a in answers] == [200] and rest == b"", (len(data), rest[:100])
+        wav = answers[0].body
+        assert len(wav) == 44 + signal.size * 2 == int(answers[0].headers["content-length"])
+        decoded, rate = sf.read(io.BytesIO(wav), dtype="int16")
+        assert rate == sr
+        assert np.array_equal(decoded, sf.read(source, dtype="int16")[0])
+        assert srv.log.problems() == []

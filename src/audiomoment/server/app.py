@@ -246,9 +246,10 @@ class Guard:
 
     max_body : largest request body (bytes). allowed_hosts : Host names answered ("*": any).
     body_idle_s : seconds the body may pause between two pieces before a 408 (None: no
-    limit). max_head : largest request line and header block (bytes, as sent; larger: a
-    431; the HTTP parser bounds only a head still arriving). Refusals of a request whose
-    body is left unread ask the server to close the connection.
+    limit; once the answer has begun, reads are not timed). max_head : largest request
+    line and header block (bytes, as sent; larger: a 431; the HTTP parser bounds only a
+    head still arriving). Refusals of a request whose body is left unread ask the server
+    to close the connection.
     """
 
     def __init__(self, app: Callable[..., Awaitable[None]], max_body: int,
@@ -326,14 +327,18 @@ class Guard:
 
         async def counted() -> Message:
             nonlocal received, complete
-            if complete or self.body_idle_s is None:
+            if complete or started or self.body_idle_s is None:
                 message = await receive()
             else:
                 try:
                     with anyio.fail_after(self.body_idle_s):
                         message = await receive()
                 except TimeoutError:
-                    raise _Stalled(self.body_idle_s) from None
+                    if not started:
+                        raise _Stalled(self.body_idle_s) from None
+                    # an answer that began meanwhile (a stream that listens for the
+                    # client's disconnect) is not cut: wait on without a timer
+                    message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 complete = not message.get("more_body", False)

@@ -37,7 +37,7 @@ class Limits:
     (then the connection is closed, with a 408 when part of a request came). body_idle_s :
     seconds a request body may pause between two pieces (then a 408). keep_alive_s :
     seconds an idle connection is kept after an answer. header_bytes : largest request line
-    and header block (bytes; larger: a 400). connections : most connections at once (a
+    and header block (bytes; larger: a 431). connections : most connections at once (a
     request over it is answered 503 by uvicorn).
     """
 
