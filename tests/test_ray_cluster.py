@@ -10,8 +10,9 @@ once; a test that removes or adds nodes leaves the cluster as it found it.
 
 The test embedder (``SpanEmbedder`` of ``test_ray``) is extended here: every worker notes
 its node and its device, and every piece it embeds, in files under a folder of the test's
-(the workers' own record, against which the driver's report is checked); the first pieces
-wait until all the workers are up (so that each node gets pieces); a worker can be told to
+(the workers' own record, against which the driver's report is checked); a worker's first
+piece waits until every worker has started its first one (so that each node surely gets
+pieces, whenever the driver learns that a worker is up); a worker can be told to
 hold a piece forever once it has embedded a given number (so that it is surely busy when its
 node is removed).
 """
@@ -64,10 +65,11 @@ class NodeEmbedder(SpanEmbedder):
     """:class:`SpanEmbedder` that keeps a record of where it runs, in ``log``:
 
     ``up-<pid>``: the node id, the device it was given, the GPUs Ray gave it and
-    $CUDA_VISIBLE_DEVICES, one per line; ``pieces-<pid>``: a line "node path first" per
-    piece it returned. The first piece waits until ``wait_for`` workers are up (60 s at
-    most). On the nodes ``hold_nodes``, the piece after the first ``hold_after`` ones writes
-    ``held-<pid>`` and never returns.
+    $CUDA_VISIBLE_DEVICES, one per line; ``started-<pid>``: written when its first piece
+    starts; ``pieces-<pid>``: a line "node path first" per piece it returned. The first
+    piece waits until ``wait_for`` workers have started theirs (60 s at most). On the nodes
+    ``hold_nodes``, the piece after the first ``hold_after`` ones writes ``held-<pid>`` and
+    never returns.
     """
 
     def __init__(self, log: Path, device: str, wait_for: int, delay_s: float,
@@ -80,14 +82,19 @@ class NodeEmbedder(SpanEmbedder):
         self.hold = self.node in hold_nodes
         self.hold_after = hold_after
         self.done = 0
+        self.started = False
         gpus = ",".join(str(g) for g in ray.get_gpu_ids())
         up = f"{self.node}\n{device}\n{gpus}\n{os.environ.get('CUDA_VISIBLE_DEVICES', '-')}\n"
         (log / f"up-{os.getpid()}").write_text(up)
 
     def embed_windows(self, path: Path, first: int, stop: int | None) -> NDArray[np.float32]:
-        deadline = time.monotonic() + 60
-        while len(list(self.log.glob("up-*"))) < self.wait_for and time.monotonic() < deadline:
-            time.sleep(0.05)
+        if not self.started:
+            self.started = True
+            (self.log / f"started-{os.getpid()}").write_text(f"{path} {first}\n")
+            deadline = time.monotonic() + 60
+            while (len(list(self.log.glob("started-*"))) < self.wait_for
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
         if self.hold and self.done >= self.hold_after:
             (self.log / f"held-{os.getpid()}").write_text(f"{path} {first}\n")
             while True:  # busy with this piece until the node goes
@@ -234,12 +241,16 @@ def _log(folder: Path) -> Path:
     return log
 
 
-def _remove_when(nodes: Nodes, log: Path, pids_held: int, names: list[str]) -> threading.Thread:
-    """A thread that removes the nodes ``names`` once ``pids_held`` workers hold a piece."""
+def _remove_when(nodes: Nodes, log: Path, pids_held: int, names: list[str],
+                 also: threading.Event | None = None) -> threading.Thread:
+    """A thread that removes the nodes ``names`` once ``pids_held`` workers hold a piece
+    (and ``also`` is set, when given)."""
     def run() -> None:
         deadline = time.monotonic() + 120
         while len(list(log.glob("held-*"))) < pids_held and time.monotonic() < deadline:
             time.sleep(0.05)
+        if also is not None:
+            also.wait(max(0.0, deadline - time.monotonic()))
         for name in names:
             nodes.remove(name)
 
@@ -352,14 +363,21 @@ def test_every_node_lost_stops_in_one_line_and_the_next_run_goes_on(
     folder, _, one, many = archive_and_its_index(tmp_path)
     log = _log(tmp_path)
     ids = nodes.ids()
-    # both nodes hold a piece after 5 pieces each (r0's 7 windows are embedded by then),
-    # then both are removed: no node is left to restart the workers on
+    # both nodes hold a piece after 5 pieces each (r0's 7 windows are embedded by then);
+    # once r0 is committed, both are removed: no node is left to restart the workers on
     factory = functools.partial(node_embedder, log=log, hold_after=5,
                                 hold_nodes=(ids["node_a"], ids["node_b"]))
-    remover = _remove_when(nodes, log, 2, ["node_a", "node_b"])
+    r0_committed = threading.Event()
+
+    def note_r0(name: str) -> None:
+        if name == "r0.wav":
+            r0_committed.set()
+
+    remover = _remove_when(nodes, log, 2, ["node_a", "node_b"], also=r0_committed)
     with ends_within(180), pytest.raises(InputError) as caught:
         index_audio_ray([folder], many, factory, nodes.address, workers=2,
-                        piece_windows=1, progress=False, worker_timeout_s=2)
+                        piece_windows=1, progress=False, worker_timeout_s=2,
+                        on_commit=note_r0)
     remover.join(timeout=60)
     message = str(caught.value)
     assert "\n" not in message
