@@ -389,6 +389,34 @@ def test_malformed_body_after_the_answer_began(after: Served) -> None:
     assert ex.statuses == [200] and ex.closed, ex
 
 
+def test_body_dripping_after_the_answer_gets_no_second_answer(after: Served) -> None:
+    """The route answered without reading the body, and the rest of the body then drips in
+    (each byte within the keep-alive limit, the whole beyond the head's limit): the
+    connection is closed after the one answer, never with a 408 written after it."""
+    with socket.create_connection(("127.0.0.1", after.port), timeout=PATIENCE) as sock:
+        sock.sendall(b"GET /api/status HTTP/1.1\r\n" + HOST + b"Content-Length: 50\r\n\r\n"
+                     b"abc")
+        data = b""
+        while not parse_answers(data)[0]:
+            chunk = sock.recv(1 << 16)
+            assert chunk, data
+            data += chunk
+        for _ in range(round(4 * LIMITS.header_s / 0.3)):
+            if select.select([sock], [], [], 0.3)[0]:
+                break  # the server wrote or closed
+            try:
+                sock.sendall(b"d")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        try:
+            while chunk := sock.recv(1 << 16):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    answers, rest = parse_answers(data)
+    assert [a.status for a in answers] == [200] and rest == b"", (answers, rest[:200])
+
+
 def test_pipelined_requests_are_answered_in_order(after: Served, archive: Archive) -> None:  # noqa: F811
     ids = archive.ids()
     features = ids["features/vid_0001"]

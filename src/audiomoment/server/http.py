@@ -90,9 +90,11 @@ class BoundedH11Protocol(H11Protocol):
         if self.transport.is_closing() or self.cycle is not self._waiting_after:
             return
         unread, _ = self.conn.trailing_data
-        if unread or self.conn.their_state is h11.SEND_BODY:
-            # part of a request came: say why the connection ends (h11 cannot frame an
-            # answer to a request it has not read, so the bytes are written as they are)
+        if (unread or self.conn.their_state is h11.SEND_BODY) and self.conn.our_state is h11.IDLE:
+            # part of a request came and nothing was answered on this cycle (after an
+            # answer, e.g. to a request whose body was not read, the connection is only
+            # closed): say why the connection ends (h11 cannot frame an answer to a
+            # request it has not read, so the bytes are written as they are)
             detail = f"the request did not arrive within {self.header_s:g} s"
             headers, body = error_response(detail)
             head = b"HTTP/1.1 408 Request Timeout\r\n" + b"".join(
