@@ -725,6 +725,13 @@ def test_without_paths_by_hand() -> None:
         "need start < end, 1/2 s, and/or HTTP/1.1 / top": (
             "need start < end, 1/2 s, and/or HTTP/1.1 / top"),
         "x: y": "x: y",
+        "cannot load file:///home/u/x.pth (not a zip)": "cannot load <path> (not a zip)",
+        "see file:///home/u/x.pth.": "see <path>.",
+        "failed: open(/a/b:c/d.wav)": "failed: open(<path>)",
+        "cannot open /a/b:c/d.wav: gone, /x:y and /e/f:": "cannot open <path>: gone, <path> and "
+                                                          "<path>:",
+        "File /srv/load.py:12, in main": "File <path>, in main",
+        "a:/b c:d/e": "a:/b c:d/e",
     }
     for message, expected in cases.items():
         assert without_paths(message) == expected, message

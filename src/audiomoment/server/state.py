@@ -49,9 +49,11 @@ class Unavailable(Exception):
 
 #: A quoted absolute path ('/a b/c.wav' or "~/x"): the whole quoted text.
 _QUOTED_PATH = re.compile(r"""(['"])(?:~|\.{1,2})?/[^'"]*\1""")
-#: An absolute path among words: from its first / (not inside a word, number or URL) to the
-#: next space, quote, bracket or separator.
-_BARE_PATH = re.compile(r"""(?<![\w.~:/-])~?/[^\s'"()\[\]<>,;:]*""")
+#: An absolute path among words, or a file:// URL: from its first / (not inside a word,
+#: number or other URL) to the next space, quote, bracket or separator; a colon followed by
+#: more of the path (/a/b:c/d, /x.py:12) is part of it, one followed by a space is not.
+_BARE_PATH = re.compile(
+    r"""(?:\bfile://|(?<![\w.~:/-]))~?/(?:[^\s'"()\[\]<>,;:]|:(?=[^\s'"()\[\]<>,;:]))*""")
 #: What a path of the server is replaced with.
 HIDDEN_PATH = "<path>"
 
@@ -61,7 +63,9 @@ def without_paths(message: str) -> str:
 
     A leading ``/some/path: `` (how errors name their file) is dropped whole, spaces in the
     path included; a quoted absolute path and an absolute path among words become
-    ``<path>``. Relative paths are not recognised: the server names its files absolutely.
+    ``<path>``; so does a ``file://`` URL. Relative paths are not recognised: the server
+    names its files absolutely. Nor is the rest of an unquoted path with a space in it
+    (other than the leading one): only its part up to the space becomes ``<path>``.
     """
     text = message.strip()
     if text[:1] in ("/", "~") and ": " in text:
