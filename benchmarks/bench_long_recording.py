@@ -115,14 +115,15 @@ def run_measured(cmd: list[str], log: Path) -> tuple[float, float, str]:
 
 
 def check_moments(rows: list[dict], duration: float) -> int:
+    """Every moment of ``search --db --json``'s rows inside [0, duration] with start < end,
+    scores sorted; returns the number of moments."""
     n = 0
     for row in rows:
-        windows = row["windows"] if "windows" in row else row["moments"]
-        scores = [w[-1] if isinstance(w, list) else w["score"] for w in windows]
+        scores = [m["score"] for m in row["moments"]]
         assert scores == sorted(scores, reverse=True), "scores not sorted"
-        for w in windows:
-            start, end = (w[0], w[1]) if isinstance(w, list) else (w["start"], w["end"])
-            assert 0 <= start < end <= duration, f"window {start}-{end} outside 0-{duration}"
+        for m in row["moments"]:
+            assert 0 <= m["start"] < m["end"] <= duration, \
+                f"moment {m['start']}-{m['end']} outside 0-{duration}"
             n += 1
     return n
 

@@ -270,13 +270,19 @@ def test_changed_and_touched_files(
         _predict(tiny_dataset, 1, None), tmp_path / "c_ref.jsonl")
 
 
-def test_identical_files_share_rows(tiny_dataset: dict, tmp_path: Path) -> None:
+def add_copies_of_rec_a_and_q1(tiny_dataset: dict) -> None:
+    """Add rec_c (a copy of rec_a's feature file) and q4 (a copy of q1's) and a row asking
+    q4 of rec_c to the tiny dataset."""
     feats = tiny_dataset["features"]
     (feats / "clap" / "rec_c.npz").write_bytes((feats / "clap" / "rec_a.npz").read_bytes())
     (feats / "clap_text" / "q4.npz").write_bytes((feats / "clap_text" / "q1.npz").read_bytes())
     rows = [*tiny_dataset["rows"], {"qid": "q4", "query": "a dog barks", "vid": "rec_c",
                                     "duration": 50.0, "relevant_windows": [[10, 20]]}]
     tiny_dataset["annotations"].write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_identical_files_share_rows(tiny_dataset: dict, tmp_path: Path) -> None:
+    add_copies_of_rec_a_and_q1(tiny_dataset)
     run = _predict(tiny_dataset, 1, tmp_path / "cache")
     assert _n_rows(tmp_path / "cache") == {fs.AUDIO: 2, fs.TEXT: 3}
     assert run.results["q4"].trace.tobytes() == run.results["q1"].trace.tobytes()
@@ -749,12 +755,7 @@ def test_identical_files_are_read_once(
 ) -> None:
     """A recording and a query file identical to earlier ones are hashed, not read; the
     projection folder is found once per run."""
-    feats = tiny_dataset["features"]
-    (feats / "clap" / "rec_c.npz").write_bytes((feats / "clap" / "rec_a.npz").read_bytes())
-    (feats / "clap_text" / "q4.npz").write_bytes((feats / "clap_text" / "q1.npz").read_bytes())
-    rows = [*tiny_dataset["rows"], {"qid": "q4", "query": "a dog barks", "vid": "rec_c",
-                                    "duration": 50.0, "relevant_windows": [[10, 20]]}]
-    tiny_dataset["annotations"].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    add_copies_of_rec_a_and_q1(tiny_dataset)
     counters = _count_reads(monkeypatch)
     folders = _Counter(ds.projection_cache)
     monkeypatch.setattr(ds, "projection_cache", folders)
